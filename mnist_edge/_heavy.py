@@ -1,0 +1,25 @@
+"""Lazy imports of the heavy frameworks, quietened once in one place.
+
+Nothing here runs at import time: ``import mnist_edge`` and ``import mnist_edge.runtime`` must not
+pay for TensorFlow. Call these from inside the functions that need the frameworks.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+
+def tensorflow() -> Any:
+    # TF's C++ logging (CUDA probes, oneDNN notes) is noise for a CPU-only CLI user.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    return tf
+
+
+def keras() -> Any:
+    tensorflow()
+    import keras
+
+    return keras

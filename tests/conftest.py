@@ -1,0 +1,39 @@
+"""Shared fixtures: the real MNIST arrays and a tiny trained model, built once per session.
+
+The tiny model is the real architecture trained for one epoch on a 5,000-image slice (a few
+seconds): small enough for fast tests, trained enough that exports must agree with it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+TINY_TRAIN_LIMIT = 5000
+
+
+@pytest.fixture(scope="session")
+def mnist():
+    """The verified MNIST arrays (from the cache, or fetched once through the source chain)."""
+    from mnist_edge.data import load_mnist_data
+
+    return load_mnist_data(log=lambda _msg: None)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, mnist):
+    """A one-epoch training run on a slice: the TrainResult, with every file it writes."""
+    from mnist_edge.train import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("tiny_model")
+    config = TrainConfig(epochs=1, train_limit=TINY_TRAIN_LIMIT, verbose=0)
+    return train(config, out, data=mnist)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(tiny_run) -> Path:
+    return Path(tiny_run.paths["model.keras"])
