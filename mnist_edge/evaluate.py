@@ -32,6 +32,12 @@ def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     return float(np.mean(y_true == np.asarray(y_pred))) if y_true.size else 0.0
 
 
+def cross_entropy(y_true: np.ndarray, probs: np.ndarray, eps: float = 1e-7) -> float:
+    """Sparse categorical cross-entropy, clipped as Keras clips it; works on uncompiled models."""
+    picked = np.asarray(probs, dtype=np.float64)[np.arange(len(y_true)), np.asarray(y_true, dtype=np.int64)]
+    return float(-np.mean(np.log(np.clip(picked, eps, 1 - eps)))) if len(y_true) else 0.0
+
+
 def per_class_accuracy(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int = 10) -> np.ndarray:
     """Recall of each class: the share of its images labelled correctly (NaN for absent classes)."""
     cm = confusion_matrix(y_true, y_pred, num_classes)

@@ -137,13 +137,13 @@ def write_json(path: str | os.PathLike[str], payload: Any) -> None:
 
 def evaluation_payload(model: Any, x_test: np.ndarray, y_test: np.ndarray) -> dict[str, Any]:
     """Test loss/accuracy plus per-class metrics and the confusion matrix, for metrics.json."""
-    from mnist_edge.evaluate import confusion_matrix, per_class_metrics
+    from mnist_edge.evaluate import accuracy, confusion_matrix, cross_entropy, per_class_metrics
 
-    loss, acc = model.evaluate(x_test, y_test, batch_size=1024, verbose=0)
-    predicted = np.argmax(model.predict(x_test, batch_size=1024, verbose=0), axis=1)
+    probs = model.predict(x_test, batch_size=1024, verbose=0)
+    predicted = np.argmax(probs, axis=1)
     return {
-        "test_loss": float(loss),
-        "test_accuracy": float(acc),
+        "test_loss": cross_entropy(y_test, probs),
+        "test_accuracy": accuracy(y_test, predicted),
         "per_class": [asdict(m) for m in per_class_metrics(y_test, predicted)],
         "confusion_matrix": confusion_matrix(y_test, predicted).tolist(),
         "class_names": list(CLASS_NAMES),

@@ -1,0 +1,31 @@
+"""Helpers shared by the benchmark scripts: where results go and how they are stamped."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+sys.path.insert(0, str(ROOT))
+
+from mnist_edge._files import atomic_write_bytes  # noqa: E402
+from mnist_edge.environment import git_commit, machine_info  # noqa: E402
+
+
+def write_result(name: str, payload: dict[str, Any]) -> Path:
+    """Write ``benchmarks/results/<name>.json`` stamped with the machine, versions and commit."""
+    stamped = {
+        "benchmark": name,
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "git_commit": git_commit(ROOT),
+        "machine": machine_info(),
+        **payload,
+    }
+    path = RESULTS / f"{name}.json"
+    atomic_write_bytes(path, (json.dumps(stamped, indent=2) + "\n").encode())
+    print(f"wrote {path.relative_to(ROOT)}")
+    return path
