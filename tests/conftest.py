@@ -37,3 +37,20 @@ def tiny_run(tmp_path_factory, mnist):
 @pytest.fixture(scope="session")
 def tiny_model_path(tiny_run) -> Path:
     return Path(tiny_run.paths["model.keras"])
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory, tiny_model_path, mnist):
+    """Every (format, precision) export of the tiny model in one folder, as
+    ``{(fmt, precision): ExportResult}``."""
+    from mnist_edge.export import export_many
+
+    out = tmp_path_factory.mktemp("exported")
+    results = export_many(tiny_model_path, "all", "all", out, data=mnist)
+    return {(r.format, r.precision): r for r in results}
+
+
+@pytest.fixture(scope="session")
+def exported_dir(exported) -> Path:
+    """The folder holding every export of the tiny model (``model.<precision>.<ext>`` + manifests)."""
+    return next(iter(exported.values())).path.parent

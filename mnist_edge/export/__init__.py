@@ -1,0 +1,272 @@
+"""Export the Keras model to edge formats, each file with its manifest beside it.
+
+:data:`TARGETS` is the one table that knows which (format, precision) combinations exist and which
+function builds each; everything else - the CLI, ``format all``, the error listing what exists -
+reads it. Adding a target is one function in its format's module and one line here.
+
+Every artifact is written to a temp name in the target folder and renamed into place, then its
+manifest is written the same way: a crash leaves the previous file or nothing, never half a model.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mnist_edge import CLASS_NAMES
+from mnist_edge._files import atomic_path, sha256_file
+from mnist_edge.data import MnistData, load_mnist_data
+from mnist_edge.environment import package_versions
+from mnist_edge.errors import ExportError
+from mnist_edge.export import onnx as _onnx
+from mnist_edge.export import tflite as _tflite
+from mnist_edge.export._base import Exporter, ExportJob
+from mnist_edge.export.calibration import DEFAULT_SAMPLES, DEFAULT_SEED, calibration_set
+from mnist_edge.export.onnx import DEFAULT_OPSET
+from mnist_edge.manifest import Manifest, write_manifest
+
+__all__ = [
+    "ALL",
+    "DEFAULT_OPSET",
+    "PRECISION_ALIASES",
+    "TARGETS",
+    "ExportResult",
+    "Target",
+    "artifact_name",
+    "expand",
+    "export",
+    "export_many",
+]
+
+ALL = "all"
+#: CLI spelling (``--quantize``) -> file precision. File precisions are accepted as themselves.
+PRECISION_ALIASES: dict[str, str] = {"none": "fp32", "float16": "fp16", "dynamic": "dynamic", "int8": "int8"}
+#: Packages whose versions go into every manifest.
+VERSIONED = ("tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "ai-edge-litert")
+
+
+@dataclass(frozen=True)
+class Target:
+    """One exportable combination."""
+
+    format: str
+    precision: str
+    exporter: Exporter
+    #: True when the exporter needs calibration images (full-integer quantisation).
+    calibrated: bool = False
+
+    @property
+    def filename(self) -> str:
+        return artifact_name(self.format, self.precision)
+
+
+def _table(*targets: Target) -> dict[tuple[str, str], Target]:
+    return {(t.format, t.precision): t for t in targets}
+
+
+#: The only place that knows which combinations exist (ONNX float16 and dynamic are not built:
+#: ONNX Runtime's CPU kernels run neither faster than float32 for this model).
+TARGETS: dict[tuple[str, str], Target] = _table(
+    Target("tflite", "fp32", _tflite.export_fp32),
+    Target("tflite", "fp16", _tflite.export_fp16),
+    Target("tflite", "dynamic", _tflite.export_dynamic),
+    Target("tflite", "int8", _tflite.export_int8, calibrated=True),
+    Target("onnx", "fp32", _onnx.export_fp32),
+    Target("onnx", "int8", _onnx.export_int8, calibrated=True),
+)
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """One written artifact and its manifest."""
+
+    path: Path
+    manifest_path: Path
+    format: str
+    precision: str
+    size_bytes: int
+    seconds: float
+    manifest: Manifest
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "manifest_path": str(self.manifest_path),
+            "format": self.format,
+            "precision": self.precision,
+            "size_bytes": self.size_bytes,
+            "seconds": self.seconds,
+            "manifest": self.manifest.to_dict(),
+        }
+
+
+def artifact_name(fmt: str, precision: str) -> str:
+    """``("tflite", "int8")`` -> ``model.int8.tflite``."""
+    return f"model.{precision}.{fmt}"
+
+
+def available() -> str:
+    """What exists, for error messages: ``tflite: fp32, fp16, ...; onnx: fp32, int8``."""
+    formats = dict.fromkeys(fmt for fmt, _ in TARGETS)
+    return "; ".join(f"{fmt}: " + ", ".join(p for f, p in TARGETS if f == fmt) for fmt in formats)
+
+
+def _precision(name: str) -> str:
+    name = name.strip().lower()
+    if name in PRECISION_ALIASES.values():
+        return name
+    if name in PRECISION_ALIASES:
+        return PRECISION_ALIASES[name]
+    raise ExportError(
+        f"unknown precision {name!r}: use one of {', '.join(PRECISION_ALIASES)} or {ALL} "
+        f"(exports that exist - {available()})"
+    )
+
+
+def _names(value: str | Sequence[str]) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
+
+
+def expand(formats: str | Sequence[str], precisions: str | Sequence[str]) -> list[Target]:
+    """Targets for ``--format`` x ``--quantize``, where ``all`` means every value that exists.
+
+    A combination named explicitly must exist; with ``all`` on either side the ones that do not
+    exist are skipped (``--format all --quantize float16`` is the TFLite float16 file).
+    """
+    known_formats = list(dict.fromkeys(fmt for fmt, _ in TARGETS))
+    fmts: list[str] = []
+    for fmt in _names(formats):
+        fmt = fmt.strip().lower()
+        if fmt == ALL:
+            fmts.extend(known_formats)
+        elif fmt in known_formats:
+            fmts.append(fmt)
+        else:
+            raise ExportError(f"unknown format {fmt!r}: use one of {', '.join(known_formats)} or {ALL}")
+    precs: list[str] = []
+    for name in _names(precisions):
+        precs.extend(
+            dict.fromkeys(p for _, p in TARGETS) if name.strip().lower() == ALL else [_precision(name)]
+        )
+    fmts, precs = list(dict.fromkeys(fmts)), list(dict.fromkeys(precs))
+    wildcard = ALL in {n.strip().lower() for n in (*_names(formats), *_names(precisions))}
+    targets = []
+    for fmt in fmts:
+        for precision in precs:
+            target = TARGETS.get((fmt, precision))
+            if target is not None:
+                targets.append(target)
+            elif not wildcard:
+                raise ExportError(
+                    f"{fmt} {precision} is not an export mnist-edge builds; what exists - {available()}"
+                )
+    if not targets:
+        raise ExportError(f"nothing to export for {formats} x {precisions}; what exists - {available()}")
+    return targets
+
+
+def export(
+    model_path: str | os.PathLike[str],
+    fmt: str,
+    precision: str,
+    out_dir: str | os.PathLike[str] | None = None,
+    *,
+    calibration_samples: int = DEFAULT_SAMPLES,
+    seed: int = DEFAULT_SEED,
+    opset: int = DEFAULT_OPSET,
+    data: MnistData | str | os.PathLike[str] | None = None,
+) -> ExportResult:
+    """Export one combination; ``precision`` is a file precision (``int8``) or a CLI name (``none``)."""
+    if ALL in (fmt.strip().lower(), precision.strip().lower()):
+        raise ExportError("export() writes one file; use export_many() for 'all'")
+    (result,) = export_many(
+        model_path,
+        fmt,
+        precision,
+        out_dir,
+        calibration_samples=calibration_samples,
+        seed=seed,
+        opset=opset,
+        data=data,
+    )
+    return result
+
+
+def export_many(
+    model_path: str | os.PathLike[str],
+    formats: str | Sequence[str] = "tflite",
+    precisions: str | Sequence[str] = "none",
+    out_dir: str | os.PathLike[str] | None = None,
+    *,
+    calibration_samples: int = DEFAULT_SAMPLES,
+    seed: int = DEFAULT_SEED,
+    opset: int = DEFAULT_OPSET,
+    data: MnistData | str | os.PathLike[str] | None = None,
+) -> list[ExportResult]:
+    """Export every target ``expand(formats, precisions)`` names, loading the model and drawing the
+    calibration images once. Stops at the first failure; files already written stay complete."""
+    from mnist_edge.model import load_model
+
+    targets = expand(formats, precisions)
+    model_path = Path(model_path)
+    out = _writable_dir(Path(out_dir) if out_dir is not None else model_path.parent)
+    model = load_model(model_path)  # safe_mode=True; refuses anything but the MNIST classifier
+    calibration = None
+    if any(t.calibrated for t in targets):
+        mnist = data if isinstance(data, MnistData) else load_mnist_data(data, log=lambda _msg: None)
+        calibration = calibration_set(mnist, calibration_samples, seed)
+    job = ExportJob(model=model, opset=opset, calibration=calibration)
+    common = {"source_model_sha256": sha256_file(model_path), "versions": package_versions(VERSIONED)}
+    return [_export_one(target, job, out / target.filename, common) for target in targets]
+
+
+def _export_one(target: Target, job: ExportJob, final: Path, common: dict[str, Any]) -> ExportResult:
+    started = time.perf_counter()
+    with atomic_path(final) as tmp:
+        try:
+            written = target.exporter(job, tmp)
+        except (ExportError, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # converters raise anything; the user gets one line
+            raise ExportError(
+                f"{target.format} {target.precision} export failed: {type(exc).__name__}: {exc}"
+            ) from exc
+        sha256, size = sha256_file(tmp), tmp.stat().st_size
+    manifest = Manifest(
+        format=target.format,
+        precision=target.precision,
+        input=written.input,
+        output=written.output,
+        class_names=CLASS_NAMES,
+        sha256=sha256,
+        size_bytes=size,
+        preprocessing=written.preprocessing,
+        calibration=job.calibration_set().to_dict() if target.calibrated else None,
+        **common,
+    )
+    written_manifest = write_manifest(final, manifest)
+    return ExportResult(
+        path=final,
+        manifest_path=written_manifest,
+        format=target.format,
+        precision=target.precision,
+        size_bytes=size,
+        seconds=time.perf_counter() - started,
+        manifest=manifest,
+    )
+
+
+def _writable_dir(folder: Path) -> Path:
+    if folder.exists() and not folder.is_dir():
+        raise ExportError(f"--out {folder} is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ExportError(f"cannot create --out folder {folder}: {exc.strerror or exc}") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ExportError(f"--out folder {folder} is not writable")
+    return folder

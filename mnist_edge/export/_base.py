@@ -1,0 +1,48 @@
+"""What every exporter receives and returns, kept apart so the per-target modules and the table in
+``__init__`` can share it without importing each other."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mnist_edge.export.calibration import CalibrationSet
+from mnist_edge.manifest import TensorSpec
+
+#: Names of the graph's input and output wherever the exporter controls them (ONNX; the TFLite
+#: converter derives its own from the Keras model, and the manifest records whatever it chose).
+INPUT_NAME = "pixels"
+OUTPUT_NAME = "probabilities"
+
+
+@dataclass(frozen=True)
+class ExportJob:
+    """One conversion: the loaded Keras model plus the options the exporter may need."""
+
+    model: Any
+    opset: int
+    calibration: CalibrationSet | None = None
+
+    def calibration_set(self) -> CalibrationSet:
+        if self.calibration is None:  # the table says which exporters calibrate; this is a bug guard
+            raise RuntimeError("this exporter needs calibration images but the job has none")
+        return self.calibration
+
+
+@dataclass(frozen=True)
+class Written:
+    """What an exporter reports about the file it wrote, read back from that file."""
+
+    input: TensorSpec
+    output: TensorSpec
+    #: ``preprocessing`` for the manifest: how pixels become the model's input.
+    preprocessing: dict[str, Any]
+
+
+#: ``exporter(job, path)`` writes the artifact to ``path`` (a temp name that is renamed into place
+#: afterwards) and describes it.
+Exporter = Callable[[ExportJob, Path], Written]
+
+FLOAT_PREPROCESSING: dict[str, Any] = {"divide_by": 255.0, "description": "float32 pixels / 255"}
