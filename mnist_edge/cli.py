@@ -201,6 +201,66 @@ def evaluate_cmd(
     console.print(f"wrote {figure}")
 
 
+# --------------------------------------------------------------------------- export
+
+
+@_command(name="export")
+def export_cmd(
+    model: Annotated[Path, typer.Option("--model", help="The .keras model to export.")] = Path(
+        "artifacts/model.keras"
+    ),
+    fmt: Annotated[str, typer.Option("--format", help="tflite, onnx or all.")] = "tflite",
+    quantize: Annotated[
+        str,
+        typer.Option(
+            "--quantize",
+            help="none (float32), float16, dynamic (int8 weights), int8 (full integer) or all. "
+            "ONNX builds none and int8.",
+        ),
+    ] = "none",
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Folder for the files (default: the model's folder).")
+    ] = None,
+    calibration_samples: Annotated[
+        int, typer.Option(help="int8 calibration images, stratified from the training set.")
+    ] = 1000,
+    seed: Annotated[int, typer.Option(help="Seed for drawing the calibration images.")] = 0,
+    opset: Annotated[int, typer.Option(help="ONNX opset, 13 to 18 (what tf2onnx writes).")] = 17,
+    data: DataOption = None,
+) -> None:
+    """Write model.<precision>.<tflite|onnx> files, each with a JSON manifest beside it."""
+    # The option defaults repeat mnist_edge.export's (importing it here would slow every --help);
+    # tests/test_export.py checks that they agree.
+    from mnist_edge.export import export_many
+
+    results = export_many(
+        model,
+        fmt,
+        quantize,
+        out,
+        calibration_samples=calibration_samples,
+        seed=seed,
+        opset=opset,
+        data=data,
+    )
+    # Seam for the parity check: a later `--verify/--no-verify` option checks `results` here.
+    _print_exports(results)
+
+
+def _print_exports(results: list[Any]) -> None:
+    table = Table(title="Exports")
+    for col in ("file", "format", "precision", "size KB", "seconds"):
+        table.add_column(col, justify="left" if col == "file" else "right")
+    for r in results:
+        table.add_row(str(r.path), r.format, r.precision, f"{r.size_bytes / 1024:,.0f}", f"{r.seconds:.1f}")
+    console.print(table)
+    sizes = {(r.format, r.precision): r.size_bytes for r in results}
+    for fmt in dict.fromkeys(r.format for r in results):
+        if (fmt, "int8") in sizes and (fmt, "fp32") in sizes:
+            ratio = sizes[fmt, "int8"] / sizes[fmt, "fp32"]
+            console.print(f"{fmt}: int8 is {ratio:.2f}x the size of fp32")
+
+
 def _print_json(payload: Any) -> None:
     sys.stdout.write(json.dumps(payload, indent=2) + "\n")
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,6 +58,8 @@ class Target:
     exporter: Exporter
     #: True when the exporter needs calibration images (full-integer quantisation).
     calibrated: bool = False
+    #: A cheap check of the options (the opset) run before the model is loaded.
+    preflight: Callable[[int], None] | None = None
 
     @property
     def filename(self) -> str:
@@ -68,15 +70,15 @@ def _table(*targets: Target) -> dict[tuple[str, str], Target]:
     return {(t.format, t.precision): t for t in targets}
 
 
-#: The only place that knows which combinations exist (ONNX float16 and dynamic are not built:
-#: ONNX Runtime's CPU kernels run neither faster than float32 for this model).
+#: The only place that knows which combinations exist. ONNX float16 and dynamic-range are not
+#: built: the edge story for ONNX is float32 and static int8.
 TARGETS: dict[tuple[str, str], Target] = _table(
     Target("tflite", "fp32", _tflite.export_fp32),
     Target("tflite", "fp16", _tflite.export_fp16),
     Target("tflite", "dynamic", _tflite.export_dynamic),
     Target("tflite", "int8", _tflite.export_int8, calibrated=True),
-    Target("onnx", "fp32", _onnx.export_fp32),
-    Target("onnx", "int8", _onnx.export_int8, calibrated=True),
+    Target("onnx", "fp32", _onnx.export_fp32, preflight=_onnx.check_opset),
+    Target("onnx", "int8", _onnx.export_int8, calibrated=True, preflight=_onnx.check_opset),
 )
 
 
@@ -212,6 +214,9 @@ def export_many(
     from mnist_edge.model import load_model
 
     targets = expand(formats, precisions)
+    for target in targets:
+        if target.preflight is not None:
+            target.preflight(opset)  # a bad option fails before the slow part
     model_path = Path(model_path)
     out = _writable_dir(Path(out_dir) if out_dir is not None else model_path.parent)
     model = load_model(model_path)  # safe_mode=True; refuses anything but the MNIST classifier
