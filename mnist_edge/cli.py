@@ -226,6 +226,14 @@ def export_cmd(
     ] = 1000,
     seed: Annotated[int, typer.Option(help="Seed for drawing the calibration images.")] = 0,
     opset: Annotated[int, typer.Option(help="ONNX opset, 13 to 18 (what tf2onnx writes).")] = 17,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--verify/--no-verify",
+            help="Check each file against the model on the test set (as `mnist-edge verify`); exit 1 if "
+            "one is out of tolerance (the file is kept, its manifest marks the failure).",
+        ),
+    ] = True,
     data: DataOption = None,
 ) -> None:
     """Write model.<precision>.<tflite|onnx> files, each with a JSON manifest beside it."""
@@ -243,8 +251,15 @@ def export_cmd(
         opset=opset,
         data=data,
     )
-    # Seam for the parity check: a later `--verify/--no-verify` option checks `results` here.
     _print_exports(results)
+    if check:
+        from mnist_edge.data import load_mnist_data
+        from mnist_edge.parity import DEFAULT_TOLERANCES, verify
+
+        mnist = load_mnist_data(data, log=_say)
+        report = verify([r.path for r in results], model, data=mnist, tolerances=DEFAULT_TOLERANCES, log=_say)
+        _print_parity(report)
+        _parity_gate(report)
 
 
 def _print_exports(results: list[Any]) -> None:
@@ -260,6 +275,181 @@ def _print_exports(results: list[Any]) -> None:
         if (fmt, "int8") in sizes and (fmt, "fp32") in sizes:
             ratio = sizes[fmt, "int8"] / sizes[fmt, "fp32"]
             console.print(f"{fmt}: int8 is {ratio:.2f}x the size of fp32")
+
+
+# --------------------------------------------------------------------------- verify
+
+_OVERRIDE_HELP = "PRECISION=VALUE (e.g. int8=0.5) or VALUE for every precision; repeatable."
+
+
+def _parity_tolerances(
+    max_acc_diff: list[str] | None, min_agreement: list[str] | None, max_prob_diff: list[str] | None
+) -> Any:
+    """The default tolerance table with the command line's overrides applied."""
+    from mnist_edge.parity import DEFAULT_TOLERANCES, parse_override
+
+    tolerances = DEFAULT_TOLERANCES
+    for metric, specs in (
+        ("max-acc-diff", max_acc_diff),
+        ("min-agreement", min_agreement),
+        ("max-prob-diff", max_prob_diff),
+    ):
+        for spec in specs or ():
+            tolerances = parse_override(tolerances, metric, spec)
+    return tolerances
+
+
+def _print_parity(report: Any) -> None:
+    """The tolerance table, one row per artifact, and the time taken (shared by verify and export)."""
+    from rich import box
+
+    from mnist_edge.parity import worst_digit
+
+    limits = Table(title="Tolerances", title_justify="left")
+    for col in ("precision", "|acc diff|", "agreement", "max prob diff"):
+        limits.add_column(col, justify="right")
+    for precision, tol in report.tolerances.items():
+        prob = "n/a" if tol.max_prob_diff is None else f"<= {tol.max_prob_diff:g}"
+        limits.add_row(precision, f"<= {tol.max_acc_diff_pp:g} pp", f">= {tol.min_agreement_pct:g} %", prob)
+    console.print(limits)
+
+    ref = report.reference
+    table = Table(
+        title=f"Parity vs {Path(ref.path).name} (test accuracy {ref.accuracy:.4f}, {report.images:,} images)",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    for col in (
+        "artifact",
+        "precision",
+        "accuracy",
+        "Δ pp",
+        "agree %",
+        "max |Δp|",
+        "mean |Δp|",
+        "worst digit",
+    ):
+        table.add_column(col, justify="left" if col == "artifact" else "right", no_wrap=True)
+    table.add_column("result", no_wrap=True)
+
+    def num(value: float | None, spec: str) -> str:
+        return "-" if value is None else f"{value:{spec}}"
+
+    for row in report.rows:
+        table.add_row(
+            row.name,
+            row.precision or "?",
+            num(row.accuracy, ".4f"),
+            num(row.delta_pp, "+.2f"),
+            num(row.agreement_pct, ".2f"),
+            num(row.max_prob_diff, ".1e"),
+            num(row.mean_prob_diff, ".1e"),
+            worst_digit(row),
+            "[green]PASS[/]" if row.passed else "[bold red]FAIL[/]",
+        )
+    # Piped output (CI logs) would otherwise be cut to rich's default 80 columns; a terminal keeps its width.
+    (console if console.is_terminal else Console(width=max(console.width, 120))).print(table)
+    for row in report.rows:
+        for reason in row.reasons:
+            console.print(f"[bold red]FAIL[/] {row.name}: {reason}", highlight=False, soft_wrap=True)
+        for note in row.notes:
+            console.print(f"[yellow]note[/] {row.name}: {note}", highlight=False, soft_wrap=True)
+    console.print(
+        f"verified {len(report.rows)} artifact(s) in {report.seconds:.1f} s "
+        f"(reference {ref.seconds:.1f} s): {len(report.rows) - len(report.failed)} pass, "
+        f"{len(report.failed)} fail"
+    )
+
+
+def _parity_gate(report: Any) -> None:
+    """Exit 1 (through ParityError) when any artifact is out of tolerance."""
+    from mnist_edge.errors import ParityError
+
+    if not report.passed:
+        names = ", ".join(row.name for row in report.failed)
+        raise ParityError(f"{len(report.failed)} artifact(s) failed the parity check: {names}")
+
+
+@_command(name="verify")
+def verify_cmd(
+    artifacts: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="Artifacts to verify (default: every .tflite/.onnx beside the model).",
+            metavar="ARTIFACT",
+            show_default=False,
+        ),
+    ] = None,
+    model: Annotated[
+        Path, typer.Option("--model", help="The .keras reference the artifacts were exported from.")
+    ] = Path("artifacts/model.keras"),
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write the report as JSON.", show_default=False)
+    ] = None,
+    markdown_out: Annotated[
+        Path | None, typer.Option("--markdown", help="Also write the report as Markdown.", show_default=False)
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Compare even artifacts not exported from --model.")
+    ] = False,
+    max_acc_diff: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--max-acc-diff", help=f"Max |accuracy diff| in pp: {_OVERRIDE_HELP}", show_default=False
+        ),
+    ] = None,
+    min_agreement: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--min-agreement", help=f"Min top-1 agreement in %: {_OVERRIDE_HELP}", show_default=False
+        ),
+    ] = None,
+    max_prob_diff: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--max-prob-diff",
+            help=f"Max prob diff ('none' = unchecked): {_OVERRIDE_HELP}",
+            show_default=False,
+        ),
+    ] = None,
+    data: DataOption = None,
+) -> None:
+    """Check artifacts against the Keras reference on the 10,000 test images; exit 1 if any fails.
+
+    Per artifact: accuracy, its difference from the reference, top-1 agreement, probability differences
+    and the digit that suffers most; the result also goes into the artifact's manifest.
+    Artifacts exported from another model are refused unless --force.
+    Exit codes: 0 all pass, 1 any FAIL, 2 usage error.
+    """
+    from mnist_edge.data import load_mnist_data
+    from mnist_edge.parity import find_artifacts, verify
+
+    tolerances = _parity_tolerances(max_acc_diff, min_agreement, max_prob_diff)
+    if not model.is_file():
+        raise MnistEdgeError(f"reference model {model} does not exist: train one or pass --model")
+    paths = list(artifacts) if artifacts else find_artifacts(model.parent)
+    if not paths:
+        raise MnistEdgeError(f"no .tflite or .onnx files beside {model}: run `mnist-edge export` first")
+    for out in (json_out, markdown_out):
+        if out is not None:
+            _writable(out)  # fail before the work, not after it
+    mnist = load_mnist_data(data, log=_say)
+    report = verify(paths, model, data=mnist, tolerances=tolerances, force=force, log=_say)
+    _print_parity(report)
+    _write_report(report, json_out, markdown_out)
+    _parity_gate(report)
+
+
+def _write_report(report: Any, json_out: Path | None, markdown_out: Path | None) -> None:
+    from mnist_edge._files import atomic_write_bytes
+
+    if json_out is not None:
+        atomic_write_bytes(json_out, (json.dumps(report.to_dict(), indent=2) + "\n").encode("utf-8"))
+        console.print(f"wrote {json_out}")
+    if markdown_out is not None:
+        atomic_write_bytes(markdown_out, report.to_markdown().encode("utf-8"))
+        console.print(f"wrote {markdown_out}")
 
 
 def _print_json(payload: Any) -> None:
