@@ -1,0 +1,381 @@
+"""The embeddable runtime: classify MNIST digits with an exported model, without TensorFlow.
+
+>>> from mnist_edge.runtime import load
+>>> clf = load("artifacts/model.int8.tflite")      # or .onnx; engine chosen by suffix or backend=
+>>> clf.predict(images)                             # (N,) int64
+>>> clf.predict_proba(images)                       # (N, 10) float32, rows sum to 1
+>>> clf.class_names                                 # ("Zero", ..., "Nine")
+
+``import mnist_edge.runtime`` costs numpy and nothing else; the engine a model needs (LiteRT or
+onnxruntime) is imported when that model is loaded, and TensorFlow/Keras only for the ``.keras``
+reference backend. :class:`Classifier` is engine-agnostic: it owns the manifest, input validation,
+uint8/float handling, (de)quantisation, batching and the hash gate; a backend
+(:mod:`~mnist_edge.runtime.base`) owns only the engine call.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mnist_edge import CLASS_NAMES
+from mnist_edge._files import sha256_bytes
+from mnist_edge.errors import MnistEdgeError, ModelLoadError
+from mnist_edge.manifest import Manifest, TensorSpec, manifest_path, read_manifest
+from mnist_edge.runtime import preprocess
+from mnist_edge.runtime.base import BACKENDS, Backend, backend_for
+
+__all__ = ["BACKENDS", "MAX_BATCH_CHUNK", "MAX_MODEL_BYTES", "Classifier", "ManifestWarning", "load"]
+
+#: Larger files are refused before they are read: our models are about 0.3-1 MB.
+MAX_MODEL_BYTES = 256 << 20
+#: Larger batches run in chunks of this many images, which bounds the engines' working memory.
+MAX_BATCH_CHUNK = 4096
+
+_EMPTY_LABELS = np.empty((0,), dtype=np.int64)
+
+
+class ManifestWarning(UserWarning):
+    """A model was loaded without a manifest: class names and preprocessing are assumed."""
+
+
+def load(
+    path: str | os.PathLike[str],
+    *,
+    backend: str | None = None,
+    threads: int = 1,
+    verify_hash: bool = True,
+) -> Classifier:
+    """Open an exported model (``.tflite``, ``.onnx``; ``.keras`` for the reference) as a Classifier.
+
+    ``backend`` names the engine ("litert"/"tflite", "onnxruntime"/"onnx", "keras") instead of the
+    file suffix choosing it. ``threads`` is the engine's intra-op thread count (1 suits the edge).
+    With ``verify_hash`` (the default) a file whose sha256 differs from its manifest is refused
+    before any engine reads it. Raises :class:`~mnist_edge.errors.ModelLoadError` for anything
+    wrong with the file, whatever the engine raised.
+    """
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise MnistEdgeError(f"threads must be a positive integer, got {threads!r}")
+    path = Path(path)
+    backend_cls = backend_for(path, backend)
+    data = _read_model_bytes(path)
+    manifest = read_manifest(path)
+    if manifest is not None:
+        if manifest.format != backend_cls.format:
+            raise ModelLoadError(
+                f"{manifest_path(path)} describes a {manifest.format} model but {path} is being opened "
+                f"with {backend_cls.name}: check the file name, or re-run `mnist-edge export`"
+            )
+        if verify_hash:
+            _verify_hash(path, data, manifest)
+    backend_cls.check_file(path, data)
+    try:
+        engine = backend_cls(path, data, threads=threads)
+    except MnistEdgeError:
+        raise
+    except Exception as exc:  # engines raise many types for a bad file (ValueError, RuntimeError, Fail, ...)
+        raise ModelLoadError(
+            f"{backend_cls.name} cannot load {path}: {type(exc).__name__}: {_first_line(exc)}; the file is "
+            "corrupt or not a model - re-run `mnist-edge export`"
+        ) from None
+    return Classifier(engine, manifest=manifest, path=path)
+
+
+def _read_model_bytes(path: Path) -> bytes:
+    if path.is_dir():
+        raise ModelLoadError(f"{path} is a folder; give a model file (.tflite, .onnx)")
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise ModelLoadError(
+            f"model file {path} does not exist; export one with `mnist-edge export`"
+        ) from None
+    except OSError as exc:
+        raise ModelLoadError(f"cannot read {path}: {exc.strerror}") from None
+    if size == 0:
+        raise ModelLoadError(f"model file {path} is empty; re-run `mnist-edge export`")
+    if size > MAX_MODEL_BYTES:
+        raise ModelLoadError(
+            f"model file {path} is {size / 2**20:.0f} MiB, over the {MAX_MODEL_BYTES >> 20} MiB limit "
+            "for an MNIST classifier: this is not one of our models"
+        )
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ModelLoadError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _verify_hash(path: Path, data: bytes, manifest: Manifest) -> None:
+    redo = "re-run `mnist-edge export`, or load with verify_hash=False if you changed it on purpose"
+    if len(data) != manifest.size_bytes:
+        raise ModelLoadError(
+            f"{path} is {len(data)} bytes but its manifest says {manifest.size_bytes}: the file is "
+            f"truncated or was replaced; {redo}"
+        )
+    digest = sha256_bytes(data)
+    if digest != manifest.sha256:
+        raise ModelLoadError(
+            f"{path} does not match its manifest (sha256 {digest[:12]}... != {manifest.sha256[:12]}...): "
+            f"the file was corrupted or modified; {redo}"
+        )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else "(no message)"
+
+
+class Classifier:
+    """An MNIST classifier over any backend. Safe to share between threads.
+
+    Build it with :func:`load`. Everything per-model is computed once here, so ``predict_proba``
+    on a batch of one adds about a microsecond to the engine call.
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        manifest: Manifest | None = None,
+        path: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self._backend = backend
+        self._manifest = manifest
+        self._path = Path(path) if path is not None else None
+        where: object = self._path or f"the {backend.name} model"
+        assumed: list[str] = []
+
+        in_spec = _merge_spec(backend.input, manifest.input if manifest else None, "input", where)
+        out_spec = _merge_spec(backend.output, manifest.output if manifest else None, "output", where)
+        if manifest is None and in_spec.dtype in ("uint8", "int8") and not in_spec.quantized:
+            # An integer input without quantisation parameters (onnxruntime does not report them):
+            # assume the usual pixel encoding, 0..255 as-is or shifted by -128.
+            zero_point = 0 if in_spec.dtype == "uint8" else -128
+            in_spec = TensorSpec(in_spec.name, in_spec.shape, in_spec.dtype, 1 / 255, zero_point)
+            assumed.append(f"{in_spec.dtype} input = pixels{'' if zero_point == 0 else ' - 128'}")
+        self._input_spec, self._output_spec = in_spec, out_spec
+        self._inner = _image_shape(in_spec, manifest, where)
+        if len(out_spec.shape) != 2 or out_spec.shape[1] not in (None, preprocess.NUM_CLASSES):
+            raise ModelLoadError(
+                f"{where} outputs shape {_fmt(out_spec.shape)}; an MNIST classifier outputs (N, 10)"
+            )
+
+        if manifest is not None:
+            if len(manifest.class_names) != preprocess.NUM_CLASSES:
+                raise ModelLoadError(
+                    f"the manifest of {where} lists {len(manifest.class_names)} class names, not 10; "
+                    "re-run `mnist-edge export`"
+                )
+            self._class_names = tuple(manifest.class_names)
+            divide_by = float(manifest.preprocessing.get("divide_by", preprocess.DEFAULT_DIVIDE_BY))
+        else:
+            self._class_names = CLASS_NAMES
+            divide_by = preprocess.DEFAULT_DIVIDE_BY
+        self._convert = preprocess.make_input_converter(in_spec, self._inner, divide_by)
+        self._engine_run = backend.run
+        self._fixed_batch = backend.fixed_batch
+        # Batches that go straight to the engine in one call; others are chunked (and padded).
+        self._direct_max = MAX_BATCH_CHUNK if backend.fixed_batch is None else 0
+
+        logits, normalize = self._probe(where)
+        if manifest is not None and manifest.precision == "int8":
+            normalize = True
+        self._postprocess = preprocess.make_output_converter(out_spec, normalize=normalize, logits=logits)
+        if logits:
+            warnings.warn(
+                f"{where}: the model's outputs do not look like probabilities; applying softmax",
+                ManifestWarning,
+                stacklevel=3,
+            )
+        if manifest is None and not backend.reference:
+            assumed[:0] = ["class names Zero..Nine", f"pixels / {divide_by:g} preprocessing"]
+            missing = f" ({manifest_path(self._path).name} is missing)" if self._path else ""
+            warnings.warn(
+                f"{where} has no manifest{missing}: assuming "
+                f"{', '.join(assumed)}; the file's integrity is not checked. Export with "
+                "`mnist-edge export` to get a manifest.",
+                ManifestWarning,
+                stacklevel=3,
+            )
+
+    # ------------------------------------------------------------------ inference
+
+    def predict_proba(self, images: Any) -> np.ndarray:
+        """Class probabilities, ``(N, 10)`` float32, each row summing to 1.
+
+        ``images``: ``(28, 28)``, ``(784,)``, ``(N, 28, 28)`` or ``(N, 784)``; uint8 pixels 0..255
+        or floats in [0, 1]. Raises :class:`~mnist_edge.errors.InputError` for anything else.
+        """
+        x = self._convert(images)
+        if 0 < x.shape[0] <= self._direct_max:
+            return self._postprocess(self._engine_run(x))
+        return self._postprocess(self._run_chunked(x))
+
+    def predict(self, images: Any) -> np.ndarray:
+        """Predicted class indices, ``(N,)`` int64 (the argmax of :meth:`predict_proba`)."""
+        x = self._convert(images)
+        n = x.shape[0]
+        if 0 < n <= self._direct_max:
+            raw = self._engine_run(x)
+        elif n == 0:
+            return _EMPTY_LABELS.copy()
+        else:
+            raw = self._run_chunked(x)
+        # Dequantising and normalising are strictly increasing maps: the raw argmax is the same.
+        return raw.argmax(axis=1).astype(np.int64, copy=False)
+
+    def _run_chunked(self, x: np.ndarray) -> np.ndarray:
+        n = x.shape[0]
+        fixed = self._fixed_batch
+        step = fixed or MAX_BATCH_CHUNK
+        if n == 0:
+            return np.empty((0, preprocess.NUM_CLASSES), dtype=self._output_spec.dtype)
+        parts = []
+        for start in range(0, n, step):
+            chunk = x[start : start + step]
+            size = chunk.shape[0]
+            if fixed is not None and size < fixed:
+                # Pad with copies of the last image (valid input in any dtype), drop their outputs.
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], fixed - size, axis=0)])
+            parts.append(self._engine_run(chunk)[:size])
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def _probe(self, where: object) -> tuple[bool, bool]:
+        """Run four fixed images once: the model must run and give finite (N, 10) output.
+
+        Returns (logits, normalize): whether the output needs a softmax (no final softmax layer)
+        or a renormalisation (probabilities quantised inside the graph, rows off 1 by a step).
+        """
+        rng = np.random.default_rng(0)
+        probe = np.stack(
+            [
+                np.zeros(preprocess.IMAGE_SHAPE, np.uint8),
+                np.full(preprocess.IMAGE_SHAPE, 255, np.uint8),
+                np.full(preprocess.IMAGE_SHAPE, 128, np.uint8),
+                rng.integers(0, 256, preprocess.IMAGE_SHAPE, dtype=np.uint8),
+            ]
+        )
+        try:
+            raw = self._run_chunked(self._convert(probe))
+        except MnistEdgeError:
+            raise
+        except Exception as exc:
+            raise ModelLoadError(
+                f"{where} loads but fails to run: {type(exc).__name__}: {_first_line(exc)}; "
+                "is it an MNIST classifier (28x28 in, 10 out)?"
+            ) from None
+        if raw.shape != (len(probe), preprocess.NUM_CLASSES):
+            raise ModelLoadError(
+                f"{where} returns shape {raw.shape[1:]} per batch; an MNIST classifier returns (10,)"
+            )
+        real = raw.astype(np.float64)
+        spec = self._output_spec
+        if spec.dtype in ("uint8", "int8"):
+            zero_point = spec.zero_point
+            if zero_point is None:
+                zero_point = 0 if spec.dtype == "uint8" else -128
+            real = (real - zero_point) * (spec.scale or 1 / 256)
+        if not np.isfinite(real).all():
+            raise ModelLoadError(f"{where} outputs NaN or infinity: its weights are damaged; re-export it")
+        sums = real.sum(axis=1)
+        logits = bool((real < -1e-6).any() or (real > 1 + 1e-6).any() or (np.abs(sums - 1) > 0.05).any())
+        normalize = spec.dtype in ("uint8", "int8") or bool((np.abs(sums - 1) > 1e-4).any())
+        return logits, normalize
+
+    # ------------------------------------------------------------------ description
+
+    @property
+    def path(self) -> Path | None:
+        return self._path
+
+    @property
+    def manifest(self) -> Manifest | None:
+        """The verified manifest, or None for a file loaded without one."""
+        return self._manifest
+
+    @property
+    def format(self) -> str:
+        """ "tflite", "onnx" or "keras"."""
+        return self._backend.format
+
+    @property
+    def precision(self) -> str | None:
+        """From the manifest ("fp32", "fp16", "dynamic", "int8"); guessed without one, None if unknown."""
+        if self._manifest is not None:
+            return self._manifest.precision
+        if self._backend.reference:
+            return "fp32"
+        if self._input_spec.quantized or self._output_spec.dtype in ("uint8", "int8"):
+            return "int8"
+        return None
+
+    @property
+    def backend(self) -> str:
+        """The engine's name: "litert", "onnxruntime" or "keras"."""
+        return self._backend.name
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self._class_names
+
+    @property
+    def input_spec(self) -> TensorSpec:
+        """The model's input as the runtime feeds it (dtype, shape, quantisation)."""
+        return self._input_spec
+
+    @property
+    def output_spec(self) -> TensorSpec:
+        return self._output_spec
+
+    def __repr__(self) -> str:
+        return (
+            f"Classifier({str(self._path)!r}, backend={self.backend!r}, precision={self.precision!r}, "
+            f"input={self._input_spec.dtype}{_fmt(self._input_spec.shape)})"
+        )
+
+
+def _merge_spec(engine: TensorSpec, declared: TensorSpec | None, what: str, where: object) -> TensorSpec:
+    """The engine's view of a tensor, with quantisation from the manifest; disagreement is an error."""
+    if declared is None:
+        return engine
+    if declared.dtype != engine.dtype:
+        raise ModelLoadError(
+            f"the manifest of {where} says the {what} is {declared.dtype} but the model's is {engine.dtype}: "
+            "the manifest belongs to another file; re-run `mnist-edge export`"
+        )
+    if engine.quantized and declared.quantized:
+        assert engine.scale is not None and declared.scale is not None
+        close = abs(engine.scale - declared.scale) <= 1e-6 * engine.scale
+        if engine.zero_point != declared.zero_point or not close:
+            raise ModelLoadError(
+                f"the manifest of {where} gives {what} quantisation scale {declared.scale:g}, zero point "
+                f"{declared.zero_point}, but the model has {engine.scale:g}, {engine.zero_point}; "
+                "re-run `mnist-edge export`"
+            )
+    if declared.quantized and not engine.quantized:
+        return TensorSpec(engine.name, engine.shape, engine.dtype, declared.scale, declared.zero_point)
+    return engine
+
+
+def _image_shape(spec: TensorSpec, manifest: Manifest | None, where: object) -> tuple[int, ...]:
+    """The model's per-image input shape: (28, 28) or (784,) - allowing unit axes like (28, 28, 1)."""
+    inner = spec.shape[1:]
+    if any(d is None for d in inner) and manifest is not None:
+        inner = manifest.input.shape[1:]
+    if any(d is None for d in inner):  # symbolic dimensions and no manifest: assume by rank
+        inner = {1: (preprocess.PIXELS,), 2: preprocess.IMAGE_SHAPE}.get(len(inner), inner)
+    squeezed = tuple(d for d in inner if d != 1)
+    if len(spec.shape) < 2 or squeezed not in (preprocess.IMAGE_SHAPE, (preprocess.PIXELS,)):
+        raise ModelLoadError(
+            f"{where} takes input of shape {_fmt(spec.shape)}; an MNIST classifier takes (N, 28, 28) "
+            "or (N, 784)"
+        )
+    return tuple(int(d) for d in inner)  # type: ignore[arg-type]
+
+
+def _fmt(shape: tuple[int | None, ...]) -> str:
+    return "(" + ", ".join("N" if d is None else str(d) for d in shape) + ")"

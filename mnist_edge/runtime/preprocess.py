@@ -1,0 +1,346 @@
+"""Input validation and (de)quantisation: everything between a user's pixels and a model's tensors.
+
+It lives apart from the engines so that every backend gets the same checks and the same numbers.
+:class:`~mnist_edge.runtime.Classifier` builds one input converter and one output converter per
+model at load time; each is a closure over precomputed constants, so a call costs a few numpy
+operations and no per-call set-up (the runtime's overhead budget is a microsecond or two).
+
+What is accepted, and why:
+
+* shapes ``(28, 28)`` and ``(784,)`` (one image), ``(N, 28, 28)`` and ``(N, 784)`` (a batch, N may
+  be 0); lists and other array-likes go through :func:`numpy.asarray`; non-contiguous and read-only
+  arrays are fine (they are never written to).
+* integer pixels in 0..255 (any integer dtype; uint8 is the fast path) and floats in [0, 1] (the
+  tutorial's ``x / 255``).
+* refused with :class:`~mnist_edge.errors.InputError`: strings, objects, complex numbers, dates,
+  **booleans** (is ``True`` 1 or 255? a mask is not a picture, so we make the caller say), NaN or
+  infinity, floats outside [0, 1] (with a hint when they look like 0..255), integers outside 0..255,
+  empty image dimensions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from mnist_edge.errors import InputError
+from mnist_edge.manifest import TensorSpec
+
+IMAGE_SHAPE = (28, 28)
+PIXELS = 28 * 28
+NUM_CLASSES = 10
+#: ``preprocessing.divide_by`` when a manifest does not say (the tutorial's ``x / 255``).
+DEFAULT_DIVIDE_BY = 255.0
+
+_U8 = np.dtype(np.uint8)
+_F32 = np.dtype(np.float32)
+_F64 = np.dtype(np.float64)
+_INT_RANGES = {"uint8": (0, 255), "int8": (-128, 127)}
+
+InputConverter = Callable[[Any], np.ndarray]
+OutputConverter = Callable[[np.ndarray], np.ndarray]
+
+__all__ = [
+    "IMAGE_SHAPE",
+    "NUM_CLASSES",
+    "PIXELS",
+    "as_array",
+    "batch_view",
+    "check_pixels",
+    "make_input_converter",
+    "make_output_converter",
+    "quantize",
+    "softmax",
+]
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def as_array(images: Any) -> np.ndarray:
+    """Any array-like as a plain ndarray; what numpy cannot make a rectangular array of is an error."""
+    if type(images) is np.ndarray:
+        return images
+    if isinstance(images, (str, bytes)):
+        raise InputError(f"images must be an array of pixels, not {type(images).__name__}")
+    try:
+        array = np.asarray(images)
+    except (ValueError, TypeError) as exc:
+        raise InputError(
+            f"images cannot be read as an array ({exc}); pass a numpy array of shape "
+            "(28, 28), (N, 28, 28) or (N, 784)"
+        ) from None
+    if type(array) is not np.ndarray:  # an ndarray subclass (np.matrix, masked array, ...)
+        array = np.asarray(array).view(np.ndarray)
+    return array
+
+
+def batch_view(x: np.ndarray, inner: tuple[int, ...]) -> np.ndarray:
+    """``x`` as ``(N, *inner)``: a view when the memory layout allows, else a copy.
+
+    ``inner`` is the model's per-image shape, ``(28, 28)`` or ``(784,)`` (unit axes allowed).
+    """
+    shape = x.shape
+    if shape[1:] == inner:
+        return x
+    ndim = len(shape)
+    if (ndim == 3 and shape[1:] == IMAGE_SHAPE) or (ndim == 2 and shape[1] == PIXELS):
+        n = shape[0]
+    elif shape == IMAGE_SHAPE or shape == (PIXELS,):
+        n = 1
+    else:
+        raise _shape_error(shape)
+    return x.reshape((n, *inner))
+
+
+def _shape_error(shape: tuple[int, ...]) -> InputError:
+    hint = ""
+    if 0 in shape[1:] or (len(shape) < 2 and 0 in shape):
+        hint = f"; it has an empty dimension ({shape}) - an empty batch is (0, 28, 28)"
+    elif len(shape) == 4 and shape[1:3] == IMAGE_SHAPE and shape[3] == 1:
+        hint = "; drop the channel axis with images[..., 0]"
+    elif len(shape) == 4 and shape[0] == 1 and shape[2:] == IMAGE_SHAPE:
+        hint = "; drop the channel axis with images[:, 0]"
+    elif len(shape) >= 2 and shape[-2:] != IMAGE_SHAPE and shape[-1] != PIXELS:
+        hint = "; resize images to 28x28 first (mnist_edge.images.load_image does it the MNIST way)"
+    return InputError(
+        f"images have shape {shape}; expected (28, 28) or (784,) for one image, "
+        f"(N, 28, 28) or (N, 784) for a batch{hint}"
+    )
+
+
+def check_pixels(x: np.ndarray) -> np.ndarray:
+    """Validate dtype and value range; returns uint8 pixels, or floats in [0, 1] unchanged.
+
+    Integer arrays of another dtype are range-checked and returned as uint8.
+    """
+    kind = x.dtype.kind
+    if kind == "u" or kind == "i":
+        if x.dtype == _U8:
+            return x
+        if x.size:
+            lo, hi = int(x.min()), int(x.max())
+            if lo < 0 or hi > 255:
+                raise InputError(
+                    f"integer pixels must be in 0..255; got values from {lo} to {hi} "
+                    f"(dtype {x.dtype}): clip or rescale them"
+                )
+        return x.astype(np.uint8)
+    if kind == "f":
+        check_float_range(x)
+        return x
+    if kind == "b":
+        raise InputError(
+            "boolean images are ambiguous (is True 1 or 255?): convert them, e.g. "
+            "images.astype(np.uint8) * 255"
+        )
+    what = {
+        "c": "complex numbers",
+        "U": "strings",
+        "S": "bytes",
+        "O": "Python objects",
+        "M": "dates",
+        "m": "time deltas",
+        "V": "structured records",
+    }.get(kind, f"dtype {x.dtype}")
+    raise InputError(
+        f"images hold {what}; pass uint8 pixels in 0..255 or floats in [0, 1] "
+        "(e.g. np.asarray(images, dtype=np.uint8))"
+    )
+
+
+def check_float_range(x: np.ndarray) -> None:
+    """Raise InputError unless every value is finite and in [0, 1]. One min and one max in the good case."""
+    if not x.size:
+        return
+    lo, hi = x.min(), x.max()
+    if lo >= 0.0 and hi <= 1.0:  # False for NaN, so NaN falls through to the diagnosis
+        return
+    finite = np.isfinite(x)
+    if not finite.all():
+        bad = x[~finite]
+        kinds = sorted({"NaN" if np.isnan(v) else "infinity" for v in bad[:1000].tolist()})
+        raise InputError(
+            f"images contain {' and '.join(kinds)} ({bad.size} value(s)): every pixel must be a finite "
+            "number in [0, 1]"
+        )
+    lo, hi = float(lo), float(hi)
+    if lo >= 0.0 and hi <= 255.0:
+        raise InputError(
+            f"float pixels must be in [0, 1], got values up to {hi:g}: these look like 0..255 pixels - "
+            "divide by 255, or pass them as uint8"
+        )
+    raise InputError(f"float pixels must be in [0, 1]; got values from {lo:g} to {hi:g}")
+
+
+# --------------------------------------------------------------------------- quantisation
+
+
+def quantize(real: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    """``round(real / scale) + zero_point``, clipped to the integer type's range (TFLite's rule)."""
+    assert spec.scale is not None and spec.zero_point is not None
+    qmin, qmax = _INT_RANGES[spec.dtype]
+    q = np.rint(np.asarray(real, dtype=np.float64) / spec.scale) + spec.zero_point
+    return np.clip(q, qmin, qmax).astype(spec.dtype)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits.astype(np.float64)
+    z -= z.max(axis=1, keepdims=True)
+    np.exp(z, out=z)
+    z /= z.sum(axis=1, keepdims=True)
+    return z.astype(np.float32)
+
+
+def make_input_converter(
+    spec: TensorSpec, inner: tuple[int, ...], divide_by: float = DEFAULT_DIVIDE_BY
+) -> InputConverter:
+    """A function: user images -> validated, C-contiguous ``(N, *inner)`` array in the model's dtype.
+
+    ``spec`` is the model input; quantised specs (uint8/int8 with scale and zero point) map real
+    value ``pixel / divide_by`` to integers. uint8 pixels go through a 256-entry lookup computed at
+    load with the very function used for float input, so ``x`` and ``x / 255`` give bit-identical
+    model input; the common cases skip the table: a uint8 input with scale 1/255 and zero point 0
+    is the pixels themselves (no copy), an int8 input with zero point -128 is ``pixels ^ 0x80``.
+    """
+    model_dtype = np.dtype(spec.dtype)
+    # numpy ufuncs take a 0-d array operand faster than a scalar (no scalar conversion per call).
+    divisor = np.array(divide_by, dtype=np.float32)
+    # The real value of each possible uint8 pixel, computed exactly as float input is: float32 / divisor.
+    pixel_reals = np.arange(256, dtype=np.float32) / divisor
+    identity = False
+
+    if spec.quantized:
+        if spec.dtype not in _INT_RANGES:
+            raise ValueError(f"quantised input dtype {spec.dtype} is not supported")
+        lut = quantize(pixel_reals, spec)
+        identity = model_dtype == _U8 and np.array_equal(lut, np.arange(256))
+        flip = model_dtype == np.int8 and np.array_equal(lut.astype(np.int16), np.arange(256) - 128)
+        if identity:
+            from_uint8 = _contiguous
+        elif flip:
+            top_bit = np.array(0x80, dtype=np.uint8)
+
+            def from_uint8(x: np.ndarray) -> np.ndarray:
+                return np.bitwise_xor(x, top_bit).view(np.int8)  # pixel - 128, a fresh array
+
+        else:
+
+            def from_uint8(x: np.ndarray) -> np.ndarray:
+                return lut[x]
+
+        def from_float(x: np.ndarray) -> np.ndarray:
+            return quantize(x if x.dtype == _F32 else x.astype(np.float32), spec)
+
+    else:
+
+        def from_uint8(x: np.ndarray) -> np.ndarray:
+            y = x.astype(np.float32)  # a fresh C-contiguous array: divide in place
+            y /= divisor
+            return y if model_dtype == _F32 else y.astype(model_dtype)
+
+        def from_float(x: np.ndarray) -> np.ndarray:
+            if x.dtype == model_dtype and x.flags.c_contiguous:
+                return x
+            return np.ascontiguousarray(x if x.dtype == _F32 else x.astype(np.float32), dtype=model_dtype)
+
+    def general(images: Any) -> np.ndarray:
+        x = check_pixels(batch_view(as_array(images), inner))
+        return from_uint8(x) if x.dtype == _U8 else from_float(x)
+
+    # The hot path is a uint8 ndarray already shaped (N, *inner). ``is`` compares with the builtin
+    # dtype singleton; a byte-swapped or subclassed array, a list, ... takes the general route.
+    if identity:
+
+        def convert(images: Any) -> np.ndarray:
+            if (
+                type(images) is np.ndarray
+                and images.dtype is _U8
+                and images.shape[1:] == inner
+                and images.flags.c_contiguous
+            ):
+                return images  # the int8 model's uint8 input is the pixels themselves: no copy
+            return general(images)
+
+    else:
+
+        def convert(images: Any) -> np.ndarray:
+            if type(images) is np.ndarray and images.dtype is _U8:
+                return from_uint8(batch_view(images, inner))
+            return general(images)
+
+    return convert
+
+
+def _contiguous(x: np.ndarray) -> np.ndarray:
+    return x if x.flags.c_contiguous else np.ascontiguousarray(x)
+
+
+def make_output_converter(spec: TensorSpec, *, normalize: bool, logits: bool) -> OutputConverter:
+    """A function: raw model output ``(N, 10)`` -> float32 probabilities whose rows sum to 1.
+
+    * quantised integer output (int8 softmax): ``(q - zero_point) / sum(q - zero_point)`` - the
+      scale cancels, so dequantising and renormalising is a single rounding (see ``_normalizer``);
+    * float output that is already quantised inside the graph (ONNX QDQ int8) is renormalised
+      (``normalize``) - its rows sum to 1 only within a quantisation step otherwise;
+    * ``logits``: a model without a final softmax (only ever guessed for manifest-less files).
+    Rows whose integer sum is 0 (no softmax would give that) come out uniform rather than NaN.
+    """
+    if spec.dtype in _INT_RANGES:
+        zp = spec.zero_point if spec.zero_point is not None else _INT_RANGES[spec.dtype][0]
+        scale = spec.scale or 1.0
+        if logits:
+            return lambda raw: softmax((raw.astype(np.float64) - zp) * scale)
+        return _normalizer(spec.dtype, zp)
+    if logits:
+        return softmax
+    if normalize:
+
+        def renormalize(raw: np.ndarray) -> np.ndarray:
+            p = raw.astype(np.float64)
+            p /= p.sum(axis=1, keepdims=True)
+            return p.astype(np.float32)
+
+        return renormalize
+    if spec.dtype == "float32":
+        return _identity
+    return lambda raw: raw.astype(np.float32)
+
+
+def _identity(raw: np.ndarray) -> np.ndarray:
+    return raw
+
+
+def _normalizer(dtype: str, zp: int) -> OutputConverter:
+    """Quantised probabilities -> ``float32((q - zp) / sum(q - zp))``, the division in float64.
+
+    The scale cancels, so the only rounding is the final one. Batch 1 takes a pure-Python route
+    (ten ints: cheaper than five numpy calls) to the same IEEE float64 division and float32
+    rounding as the vectorised route, so a row's result does not depend on the batch it came in.
+    Values below the zero point (impossible for a softmax) count as 0; an all-zero row comes out
+    uniform rather than NaN.
+    """
+    zp10 = zp * NUM_CLASSES
+    exact = (dtype == "int8" and zp == -128) or (dtype == "uint8" and zp == 0)  # no value below zp
+    f32 = np.float32
+
+    def normalize(raw: np.ndarray) -> np.ndarray:
+        if raw.shape[0] == 1 and exact:
+            row = raw.tolist()[0]
+            total = sum(row) - zp10
+            if total > 0:
+                return np.array([[(q - zp) / total for q in row]], dtype=f32)
+        shifted = raw.astype(np.float64)
+        shifted -= zp
+        np.maximum(shifted, 0.0, out=shifted)
+        totals = shifted.sum(axis=1, keepdims=True)  # sums of small integers: exact
+        empty = totals[:, 0] <= 0
+        if empty.any():
+            shifted[empty] = 1.0
+            totals[empty] = NUM_CLASSES
+        shifted /= totals
+        return shifted.astype(f32)
+
+    return normalize
