@@ -6,10 +6,11 @@ line and its exit code (2 for a usage problem, 1 for a failed check), never a tr
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -450,6 +451,143 @@ def _write_report(report: Any, json_out: Path | None, markdown_out: Path | None)
     if markdown_out is not None:
         atomic_write_bytes(markdown_out, report.to_markdown().encode("utf-8"))
         console.print(f"wrote {markdown_out}")
+
+
+# --------------------------------------------------------------------------- predict
+
+
+@_command(name="predict")
+def predict_cmd(
+    model: Annotated[
+        Path, typer.Argument(help="An exported model (.tflite or .onnx) beside its .json manifest.")
+    ],
+    inputs: Annotated[
+        list[Path],
+        typer.Argument(help="PNG/JPEG pictures of one digit (any size), or .npy arrays of 28x28 images."),
+    ],
+    top: Annotated[int, typer.Option("--top", min=1, max=10, help="Show the K most likely classes.")] = 1,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    invert: Annotated[
+        bool | None,
+        typer.Option(
+            "--invert/--no-invert",
+            help="Pictures are dark ink on a light background (--invert) or light on dark "
+            "(--no-invert, MNIST's look). Default: decided from each picture's border.",
+            show_default=False,
+        ),
+    ] = None,
+    threads: Annotated[int, typer.Option(min=1, help="Engine threads.")] = 1,
+) -> None:
+    """Classify digits in pictures or .npy arrays with an exported model.
+
+    Pictures are fitted into 28x28 the way MNIST was made: cropped to the ink, scaled to 20 px,
+    centred by centre of mass, white on black.
+    """
+    import warnings
+
+    import numpy as np
+
+    from mnist_edge.images import load_input
+    from mnist_edge.runtime import load
+
+    with warnings.catch_warnings(record=True) as caught, _quiet_native_stderr():
+        warnings.simplefilter("always")
+        classifier = load(model, threads=threads)
+    for warning in caught:
+        err_console.print(f"[yellow]warning:[/] {warning.message}", highlight=False, soft_wrap=True)
+
+    rows: list[dict[str, Any]] = []
+    for path in inputs:
+        with warnings.catch_warnings():
+            # Pillow's notes on odd files (and its DecompressionBombWarning, which our own lower
+            # size limit already turns into a clear error) would only clutter the output.
+            warnings.simplefilter("ignore")
+            images = load_input(path, invert=invert)
+        probs = classifier.predict_proba(images)
+        names = [str(path)] if len(probs) == 1 else [f"{path}[{i}]" for i in range(len(probs))]
+        for name, row in zip(names, probs, strict=True):
+            order = np.argsort(-row, kind="stable")[:top]  # ties: lowest label first, like argmax
+            rows.append(
+                {
+                    "input": name,
+                    "label": int(order[0]),
+                    "name": classifier.class_names[order[0]],
+                    "probability": float(row[order[0]]),
+                    "top": [
+                        {"label": int(k), "name": classifier.class_names[k], "probability": float(row[k])}
+                        for k in order
+                    ],
+                }
+            )
+    if json_out:
+        _print_json({"model": str(model), "precision": classifier.precision, "predictions": rows})
+        return
+    table = Table(title=f"{model.name} ({classifier.backend})")
+    for col in ("input", "label", "name", "probability"):
+        table.add_column(col, justify="left" if col in ("input", "name") else "right")
+    for row in rows:
+        table.add_row(
+            row["input"],
+            "\n".join(str(t["label"]) for t in row["top"]),
+            "\n".join(t["name"] for t in row["top"]),
+            "\n".join(f"{t['probability']:.4f}" for t in row["top"]),
+        )
+    console.print(table)
+
+
+@contextlib.contextmanager
+def _quiet_native_stderr() -> Iterator[None]:
+    """Silence C++ log lines that engines write straight to fd 2 (LiteRT's "Created XNNPACK
+    delegate"); Python exceptions are unaffected."""
+    import os
+
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no real stderr (embedded, some test runners): nothing to silence
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+@_command(name="pipeline")
+def pipeline_cmd(
+    out: Annotated[Path, typer.Option("--out", help="Folder for every artifact and the report.")] = Path(
+        "artifacts"
+    ),
+    epochs: Annotated[int, typer.Option(min=1, help="Training epochs (the tutorial's 30).")] = 30,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="Smoke run: 1 epoch on a 30k-image slice, short benchmark.")
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Redo every stage, even if its inputs are unchanged.")
+    ] = False,
+    threads: Annotated[int, typer.Option(min=1, help="Engine threads for the benchmark.")] = 1,
+    data: DataOption = None,
+) -> None:
+    """The main job: data -> train -> export -> verify -> benchmark -> report (artifacts/report.md)."""
+    from mnist_edge.pipeline import PipelineConfig, StageResult, run_pipeline
+
+    def show(result: StageResult) -> None:
+        mark = "[green]ran[/]" if result.status == "ran" else "[dim]skipped[/]"
+        note = f"  [dim]{result.note}[/]" if result.note else ""
+        console.print(f"{result.name:<10} {mark:<18} {result.seconds:7.1f} s{note}", highlight=False)
+
+    config = PipelineConfig(
+        out_dir=out, epochs=epochs, quick=quick, force=force, data_path=data, threads=threads
+    )
+    result = run_pipeline(config, progress=show, log=_say)
+    total = sum(s.seconds for s in result.stages)
+    console.print(f"report: [bold]{result.report_path}[/]   total {total:.1f} s")
+    if not result.parity_passed:
+        err_console.print("[bold red]parity gate failed[/]: see the report's edge-bundle table")
+        raise typer.Exit(1)
 
 
 def _print_json(payload: Any) -> None:
