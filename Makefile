@@ -15,10 +15,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## The main job: train the reference model from nothing and evaluate it.
+## The main job: data -> train -> export -> verify -> benchmark -> artifacts/report.md
 demo: $(STAMP)
-	$(VENV)/bin/mnist-edge train --out artifacts
-	$(VENV)/bin/mnist-edge data show --out artifacts/samples.png
+	$(VENV)/bin/mnist-edge pipeline --out artifacts
 
 ## The whole suite, slow end-to-end tests included (what CI runs).
 test: $(STAMP)
