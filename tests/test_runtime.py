@@ -96,13 +96,14 @@ def test_any_batch_size_works(clf, pixels, n):
         np.testing.assert_array_equal(labels[:7], one_by_one)
 
 
-def test_batches_larger_than_a_chunk_are_split_and_joined(clf, pixels, monkeypatch):
+def test_batches_larger_than_a_chunk_are_split_and_joined(clf, kind, exported, pixels, monkeypatch):
     import mnist_edge.runtime as runtime
 
     whole = clf.predict_proba(pixels[:300])
     monkeypatch.setattr(runtime, "MAX_BATCH_CHUNK", 128)
-    chunked = clf._run_chunked(clf._convert(pixels[:300]))
-    np.testing.assert_allclose(clf._postprocess(chunked), whole, atol=1e-6)
+    chunked = load(exported[kind].path)  # runs 300 images as 128 + 128 + 44
+    np.testing.assert_allclose(chunked.predict_proba(pixels[:300]), whole, atol=1e-6)
+    np.testing.assert_array_equal(chunked.predict(pixels[:300]), clf.predict(pixels[:300]))
 
 
 def test_single_images_and_flat_batches_are_accepted(clf, pixels):

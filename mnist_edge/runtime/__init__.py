@@ -37,6 +37,7 @@ MAX_MODEL_BYTES = 256 << 20
 MAX_BATCH_CHUNK = 4096
 
 _EMPTY_LABELS = np.empty((0,), dtype=np.int64)
+_U8 = np.dtype(np.uint8)
 
 
 class ManifestWarning(UserWarning):
@@ -175,8 +176,11 @@ class Classifier:
         else:
             self._class_names = CLASS_NAMES
             divide_by = preprocess.DEFAULT_DIVIDE_BY
-        self._convert = preprocess.make_input_converter(in_spec, self._inner, divide_by)
+        plan = preprocess.make_input_plan(in_spec, self._inner, divide_by)
+        self._convert, self._to_model = plan.convert, plan.to_model
+        self._write, self._deferred = plan.write, plan.deferred
         self._engine_run = backend.run
+        self._engine_run_converted = backend.run_converted
         self._fixed_batch = backend.fixed_batch
         # Batches that go straight to the engine in one call; others are chunked (and padded).
         self._direct_max = MAX_BATCH_CHUNK if backend.fixed_batch is None else 0
@@ -212,19 +216,24 @@ class Classifier:
         """
         x = self._convert(images)
         if 0 < x.shape[0] <= self._direct_max:
+            if self._deferred and x.dtype is _U8:  # pixels for a float model: divided into engine memory
+                return self._postprocess(self._engine_run_converted(x, self._write))
             return self._postprocess(self._engine_run(x))
-        return self._postprocess(self._run_chunked(x))
+        return self._postprocess(self._run_chunked(self._to_model(x)))
 
     def predict(self, images: Any) -> np.ndarray:
         """Predicted class indices, ``(N,)`` int64 (the argmax of :meth:`predict_proba`)."""
         x = self._convert(images)
         n = x.shape[0]
         if 0 < n <= self._direct_max:
-            raw = self._engine_run(x)
+            if self._deferred and x.dtype is _U8:
+                raw = self._engine_run_converted(x, self._write)
+            else:
+                raw = self._engine_run(x)
         elif n == 0:
             return _EMPTY_LABELS.copy()
         else:
-            raw = self._run_chunked(x)
+            raw = self._run_chunked(self._to_model(x))
         # Dequantising and normalising are strictly increasing maps: the raw argmax is the same.
         return raw.argmax(axis=1).astype(np.int64, copy=False)
 
@@ -260,7 +269,7 @@ class Classifier:
             ]
         )
         try:
-            raw = self._run_chunked(self._convert(probe))
+            raw = self._run_chunked(self._to_model(self._convert(probe)))
         except MnistEdgeError:
             raise
         except Exception as exc:

@@ -14,6 +14,7 @@ this registry costs nothing.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
 
@@ -21,7 +22,10 @@ import numpy as np
 
 from mnist_edge.manifest import TensorSpec
 
-__all__ = ["BACKENDS", "Backend", "backend_for"]
+__all__ = ["BACKENDS", "Backend", "Writer", "backend_for"]
+
+#: ``write(pixels, out)``: turn uint8 pixels into model input, in place in ``out``.
+Writer = Callable[[np.ndarray, np.ndarray], object]
 
 
 class Backend:
@@ -67,6 +71,14 @@ class Backend:
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+    def run_converted(self, pixels: np.ndarray, write: Writer) -> np.ndarray:
+        """Run ``pixels`` (uint8, ``(n, *input.shape[1:])``) after ``write(pixels, out)`` turns them
+        into model input in ``out``. A backend whose engine exposes its input buffer overrides this
+        to write there directly and save a pass over the batch; this default allocates."""
+        batch = np.empty(pixels.shape, dtype=self.input.dtype)
+        write(pixels, batch)
+        return self.run(batch)
 
 
 def _registry() -> dict[str, type[Backend]]:

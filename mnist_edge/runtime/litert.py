@@ -20,7 +20,7 @@ import numpy as np
 
 from mnist_edge.errors import ModelLoadError
 from mnist_edge.manifest import TensorSpec
-from mnist_edge.runtime.base import Backend
+from mnist_edge.runtime.base import Backend, Writer
 
 __all__ = ["LiteRTBackend"]
 
@@ -28,7 +28,7 @@ __all__ = ["LiteRTBackend"]
 class _ThreadState:
     """One interpreter and its pre-bound calls, owned by one thread."""
 
-    __slots__ = ("allocate", "get", "interpreter", "invoke", "n", "resize", "set")
+    __slots__ = ("allocate", "base", "get", "interpreter", "invoke", "n", "resize", "set", "view")
 
     def __init__(self, interpreter: Any, input_index: int) -> None:
         self.interpreter = interpreter  # owns the delegates and keeps the model bytes alive
@@ -38,6 +38,8 @@ class _ThreadState:
             # Same signatures as the public set_tensor(index, value) / invoke() / get_tensor(index).
             self.set, self.invoke, self.get = raw.SetTensor, raw.Invoke, raw.GetTensor
             resize, self.allocate = raw.ResizeInputTensor, raw.AllocateTensors
+            # view(base, index): a numpy view of a tensor's buffer; base keeps the memory's owner alive.
+            self.view, self.base = raw.tensor, raw
 
             def resize_input(shape: list[int]) -> None:
                 resize(input_index, np.array(shape, dtype=np.int32), False)
@@ -46,6 +48,7 @@ class _ThreadState:
             self.set, self.invoke = interpreter.set_tensor, interpreter.invoke
             self.get = interpreter.get_tensor
             self.allocate = interpreter.allocate_tensors
+            self.view, self.base = (lambda _base, index: interpreter.tensor(index)()), None
 
             def resize_input(shape: list[int]) -> None:
                 interpreter.resize_tensor_input(input_index, shape, strict=False)
@@ -92,17 +95,31 @@ class LiteRTBackend(Backend):
         except Exception:
             return False
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
+    def _state(self, n: int) -> _ThreadState:
+        """This thread's interpreter, with its input sized for a batch of ``n``."""
         try:
             state = self._local.state
         except AttributeError:
             state = self._local.state = _ThreadState(self._new_interpreter(), self._input_index)
-        n = batch.shape[0]
         if n != state.n:
             state.resize([n, *self._inner])
             state.allocate()
             state.n = n
+        return state
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        state = self._state(batch.shape[0])
         state.set(self._input_index, batch)
+        state.invoke()
+        return state.get(self._output_index)
+
+    def run_converted(self, pixels: np.ndarray, write: Writer) -> np.ndarray:
+        # Write the converted pixels straight into the input tensor: no temporary, no set_tensor copy.
+        # The view must be gone before invoke (the engine may move its buffers only on resize).
+        state = self._state(pixels.shape[0])
+        view = state.view(state.base, self._input_index)
+        write(pixels, view)
+        del view
         state.invoke()
         return state.get(self._output_index)
 

@@ -21,6 +21,7 @@ What is accepted, and why:
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -39,17 +40,17 @@ _F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)
 _INT_RANGES = {"uint8": (0, 255), "int8": (-128, 127)}
 
-InputConverter = Callable[[Any], np.ndarray]
 OutputConverter = Callable[[np.ndarray], np.ndarray]
 
 __all__ = [
     "IMAGE_SHAPE",
     "NUM_CLASSES",
     "PIXELS",
+    "InputPlan",
     "as_array",
     "batch_view",
     "check_pixels",
-    "make_input_converter",
+    "make_input_plan",
     "make_output_converter",
     "quantize",
     "softmax",
@@ -119,7 +120,7 @@ def check_pixels(x: np.ndarray) -> np.ndarray:
     kind = x.dtype.kind
     if kind == "u" or kind == "i":
         if x.dtype == _U8:
-            return x
+            return x if x.dtype is _U8 else x.view(_U8)  # the canonical descriptor, for ``is`` checks
         if x.size:
             lo, hi = int(x.min()), int(x.max())
             if lo < 0 or hi > 255:
@@ -194,23 +195,50 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return z.astype(np.float32)
 
 
-def make_input_converter(
-    spec: TensorSpec, inner: tuple[int, ...], divide_by: float = DEFAULT_DIVIDE_BY
-) -> InputConverter:
-    """A function: user images -> validated, C-contiguous ``(N, *inner)`` array in the model's dtype.
+@dataclass(frozen=True)
+class InputPlan:
+    """How user images become model input, decided once per model.
 
-    ``spec`` is the model input; quantised specs (uint8/int8 with scale and zero point) map real
-    value ``pixel / divide_by`` to integers. uint8 pixels go through a 256-entry lookup computed at
-    load with the very function used for float input, so ``x`` and ``x / 255`` give bit-identical
-    model input; the common cases skip the table: a uint8 input with scale 1/255 and zero point 0
-    is the pixels themselves (no copy), an int8 input with zero point -128 is ``pixels ^ 0x80``.
+    ``convert(images)`` validates and returns a C-contiguous ``(N, *inner)`` array: in the model's
+    dtype, except that for a float model uint8 pixels come back as they are (``deferred``), so that
+    ``write(pixels, out)`` can divide them straight into the engine's own input buffer - one pass
+    instead of convert, copy in. ``to_model(x)`` finishes any ``convert`` result into a new array.
+    """
+
+    convert: Callable[[Any], np.ndarray]
+    write: Callable[[np.ndarray, np.ndarray], object]
+    dtype: np.dtype
+    deferred: bool
+
+    def to_model(self, x: np.ndarray) -> np.ndarray:
+        if self.deferred and x.dtype == _U8:
+            out = np.empty(x.shape, dtype=self.dtype)
+            self.write(x, out)
+            return out
+        return x
+
+
+def make_input_plan(
+    spec: TensorSpec, inner: tuple[int, ...], divide_by: float = DEFAULT_DIVIDE_BY
+) -> InputPlan:
+    """The :class:`InputPlan` for a model input ``spec`` whose per-image shape is ``inner``.
+
+    Float models get ``pixels / divide_by`` in float32 (then the model's float dtype). Quantised
+    specs (uint8/int8 with scale and zero point) map the real value ``pixel / divide_by`` to
+    integers; uint8 pixels go through a 256-entry table computed at load with the very function
+    used for float input, so ``x`` and ``x / 255`` give bit-identical model input. The common
+    cases skip the table: a uint8 input with scale 1/255 and zero point 0 is the pixels themselves
+    (no copy), an int8 input with zero point -128 is ``pixels ^ 0x80``.
     """
     model_dtype = np.dtype(spec.dtype)
     # numpy ufuncs take a 0-d array operand faster than a scalar (no scalar conversion per call).
     divisor = np.array(divide_by, dtype=np.float32)
     # The real value of each possible uint8 pixel, computed exactly as float input is: float32 / divisor.
     pixel_reals = np.arange(256, dtype=np.float32) / divisor
-    identity = False
+    identity = deferred = False
+
+    def write(x: np.ndarray, out: np.ndarray) -> object:
+        return np.divide(x, divisor, out=out)  # float32 division, then the model's float dtype
 
     if spec.quantized:
         if spec.dtype not in _INT_RANGES:
@@ -234,25 +262,25 @@ def make_input_converter(
         def from_float(x: np.ndarray) -> np.ndarray:
             return quantize(x if x.dtype == _F32 else x.astype(np.float32), spec)
 
-    else:
-
-        def from_uint8(x: np.ndarray) -> np.ndarray:
-            y = x.astype(np.float32)  # a fresh C-contiguous array: divide in place
-            y /= divisor
-            return y if model_dtype == _F32 else y.astype(model_dtype)
+    elif model_dtype.kind == "f":
+        deferred = True
+        from_uint8 = _contiguous
 
         def from_float(x: np.ndarray) -> np.ndarray:
             if x.dtype == model_dtype and x.flags.c_contiguous:
                 return x
             return np.ascontiguousarray(x if x.dtype == _F32 else x.astype(np.float32), dtype=model_dtype)
 
+    else:
+        raise ValueError(f"an unquantised {spec.dtype} input is not supported: how would pixels map to it?")
+
     def general(images: Any) -> np.ndarray:
         x = check_pixels(batch_view(as_array(images), inner))
-        return from_uint8(x) if x.dtype == _U8 else from_float(x)
+        return from_uint8(x) if x.dtype is _U8 else from_float(x)
 
     # The hot path is a uint8 ndarray already shaped (N, *inner). ``is`` compares with the builtin
     # dtype singleton; a byte-swapped or subclassed array, a list, ... takes the general route.
-    if identity:
+    if identity or deferred:
 
         def convert(images: Any) -> np.ndarray:
             if (
@@ -261,7 +289,7 @@ def make_input_converter(
                 and images.shape[1:] == inner
                 and images.flags.c_contiguous
             ):
-                return images  # the int8 model's uint8 input is the pixels themselves: no copy
+                return images  # no copy: the pixels are the model input, or are written into it
             return general(images)
 
     else:
@@ -271,7 +299,7 @@ def make_input_converter(
                 return from_uint8(batch_view(images, inner))
             return general(images)
 
-    return convert
+    return InputPlan(convert=convert, write=write, dtype=model_dtype, deferred=deferred)
 
 
 def _contiguous(x: np.ndarray) -> np.ndarray:
