@@ -2,15 +2,18 @@
 
 A reader must only ever see the previous file or the complete new one: we write to a temp file in
 the same folder (same filesystem, so ``os.replace`` is atomic), fsync, then rename. Temp names
-carry a fixed marker so a later run can sweep up the ones a SIGKILL left behind.
+carry a fixed marker and the writer's process id, so a later run can sweep up the ones a SIGKILL
+left behind without touching the temp file of a writer that is still running.
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import os
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -30,17 +33,50 @@ def sha256_bytes(data: bytes | memoryview) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def sweep_stale_temps(folder: str | os.PathLike[str]) -> int:
-    """Remove temp files an interrupted writer left in ``folder``; returns how many went."""
+def sweep_stale_temps(folder: str | os.PathLike[str], final_name: str | None = None) -> int:
+    """Remove temp files an interrupted writer left in ``folder``; returns how many went.
+
+    Only temps whose writer is gone are removed: the process id in the name is dead, the name has
+    none (an older mnist-edge), or the file is older than :data:`STALE_AFTER_SECONDS` (a recycled
+    process id). ``final_name`` limits the sweep to the temps of that one file.
+    """
     removed = 0
     folder = Path(folder)
     if not folder.is_dir():
         return 0
-    for leftover in folder.glob(f"*{TMP_MARKER}*"):
+    pattern = f".{glob.escape(final_name)}{TMP_MARKER}*" if final_name else f"*{TMP_MARKER}*"
+    for leftover in folder.glob(pattern):
+        if not _is_stale(leftover):
+            continue
         with contextlib.suppress(OSError):
             leftover.unlink()
             removed += 1
     return removed
+
+
+#: A temp file this old is stale even if a process with the id in its name is running.
+STALE_AFTER_SECONDS = 24 * 3600
+
+
+def _is_stale(temp: Path) -> bool:
+    owner = temp.name.split(TMP_MARKER, 1)[1].split("-", 1)[0]
+    if not owner.isdigit():
+        return True
+    try:
+        if time.time() - temp.stat().st_mtime > STALE_AFTER_SECONDS:
+            return True
+    except OSError:
+        return False  # gone already
+    pid = int(owner)
+    if pid == os.getpid():
+        return False  # another thread of this process may be writing it
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # PermissionError: alive, owned by someone else
+        return False
+    return False
 
 
 @contextlib.contextmanager
@@ -48,12 +84,14 @@ def atomic_path(final: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temp path next to ``final``; on success it is fsynced and renamed over ``final``.
 
     For writers that insist on a filename (Keras ``model.save``, converters). On any exception,
-    KeyboardInterrupt included, the temp file is removed and ``final`` is untouched.
+    KeyboardInterrupt included, the temp file is removed and ``final`` is untouched. Stale temps
+    of ``final`` from a killed writer are swept first.
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
+    sweep_stale_temps(final.parent, final.name)
     fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{final.name}{TMP_MARKER}", suffix=final.suffix, dir=final.parent
+        prefix=f".{final.name}{TMP_MARKER}{os.getpid()}-", suffix=final.suffix, dir=final.parent
     )
     os.close(fd)
     tmp = Path(tmp_name)

@@ -404,6 +404,11 @@ def verify(
             manifests[path] = None
             manifest_errors[path] = str(exc)
     notes = _check_provenance(paths, manifests, manifest_errors, reference_sha, force)
+    if write_manifests:
+        from mnist_edge._files import sweep_stale_temps
+
+        for folder in dict.fromkeys(p.parent for p in paths):
+            sweep_stale_temps(folder)  # manifest temps a killed earlier run left behind
 
     if isinstance(reference_model, Reference):
         if data is None:

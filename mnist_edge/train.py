@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from mnist_edge import CLASS_NAMES
-from mnist_edge._files import atomic_path, atomic_write_bytes, sha256_file
+from mnist_edge._files import atomic_path, atomic_write_bytes, sha256_file, sweep_stale_temps
 from mnist_edge.data import MnistData, load_mnist_data
 from mnist_edge.errors import MnistEdgeError
 
@@ -168,6 +168,7 @@ def train(
         raise MnistEdgeError(f"cannot create the output folder {out}: {exc.strerror}") from None
     if not os.access(out, os.W_OK):
         raise MnistEdgeError(f"the output folder {out} is not writable")
+    sweep_stale_temps(out)  # what a killed earlier run left behind
     data = data or load_mnist_data(data_path)
     arrays = split(data, config)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mnist_edge import CLASS_NAMES
-from mnist_edge._files import atomic_path, sha256_file
+from mnist_edge._files import atomic_path, sha256_file, sweep_stale_temps
 from mnist_edge.data import MnistData, load_mnist_data
 from mnist_edge.environment import package_versions
 from mnist_edge.errors import ExportError
@@ -219,6 +219,7 @@ def export_many(
             target.preflight(opset)  # a bad option fails before the slow part
     model_path = Path(model_path)
     out = _writable_dir(Path(out_dir) if out_dir is not None else model_path.parent)
+    sweep_stale_temps(out)  # what a killed earlier run left behind
     model = load_model(model_path)  # safe_mode=True; refuses anything but the MNIST classifier
     calibration = None
     if any(t.calibrated for t in targets):
