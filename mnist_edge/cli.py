@@ -137,6 +137,10 @@ def train_cmd(
         "artifacts"
     ),
     data: DataOption = None,
+    train_limit: Annotated[
+        int | None,
+        typer.Option("--train-limit", min=1, hidden=True, help="Train on the first N images only (tests)."),
+    ] = None,
 ) -> None:
     """Train the tutorial's MLP (SGD, batch 32, 30 epochs) and write model.keras plus its reports."""
     from mnist_edge.data import load_mnist_data
@@ -149,6 +153,7 @@ def train_cmd(
         learning_rate=learning_rate,
         seed=seed,
         steps_per_execution=steps_per_execution,
+        train_limit=train_limit,
     )
     config.validate()
     mnist = load_mnist_data(data, log=_say)
