@@ -599,6 +599,155 @@ def _print_json(payload: Any) -> None:
     sys.stdout.write(json.dumps(payload, indent=2) + "\n")
 
 
+# --------------------------------------------------------------------------- benchmark
+
+
+@_command(name="benchmark")
+def benchmark_cmd(
+    artifacts: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="Artifacts to measure (default: every .tflite/.onnx beside the model).",
+            metavar="ARTIFACT",
+            show_default=False,
+        ),
+    ] = None,
+    model: Annotated[
+        Path, typer.Option("--model", help="The Keras reference, timed with model(x) and model.predict(x).")
+    ] = Path("artifacts/model.keras"),
+    threads: Annotated[int, typer.Option(help="Engine threads (TensorFlow gets the same).")] = 1,
+    batch_sizes: Annotated[
+        str, typer.Option("--batch-sizes", help="Comma-separated; batch 1 is always measured.")
+    ] = "1,32,1024",
+    min_time: Annotated[
+        str, typer.Option("--min-time", help="Time per measurement, e.g. 2s or 500ms (at least --min-calls).")
+    ] = "2s",
+    min_calls: Annotated[int, typer.Option("--min-calls", help="Calls per measurement, at least.")] = 100,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write the full results as JSON.", show_default=False)
+    ] = None,
+    markdown_out: Annotated[
+        Path | None, typer.Option("--markdown", help="Write the table as Markdown.", show_default=False)
+    ] = None,
+    plot_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--plot", help="PNG: latency per artifact and throughput per batch size.", show_default=False
+        ),
+    ] = None,
+    keras: Annotated[bool, typer.Option("--keras/--no-keras", help="Time the Keras reference too.")] = True,
+    memory: Annotated[
+        bool, typer.Option("--memory/--no-memory", help="Peak RSS, one subprocess per artifact.")
+    ] = True,
+    data: DataOption = None,
+) -> None:
+    """Latency, throughput, size and memory of exported models, next to the raw engines and Keras.
+
+    Each artifact runs through mnist_edge.runtime on the MNIST test images (uint8, as an app passes
+    them) and, in the same run, through its bare engine on ready-made model input: the wrapper/raw
+    ratio is the runtime's overhead. Timings are per call after a warm-up, for --min-time and at
+    least --min-calls calls; p50 is the median, throughput is batch / p50.
+    """
+    from mnist_edge.bench import benchmark, check_artifacts, parse_batch_sizes, parse_duration
+    from mnist_edge.parity import find_artifacts
+
+    sizes = parse_batch_sizes(batch_sizes)
+    seconds = parse_duration(min_time)
+    for name, value in (("--threads", threads), ("--min-calls", min_calls)):
+        if value < 1:
+            raise MnistEdgeError(f"{name} must be at least 1, got {value}")
+    if keras and not model.is_file():
+        raise MnistEdgeError(f"Keras model {model} does not exist: pass --model, or --no-keras")
+    if artifacts:
+        paths = check_artifacts(artifacts)
+    elif model.parent.is_dir():
+        paths = find_artifacts(model.parent)
+        if not paths:
+            raise MnistEdgeError(f"no .tflite or .onnx files beside {model}: run `mnist-edge export` first")
+    else:
+        raise MnistEdgeError(f"folder {model.parent} does not exist: give artifacts or --model")
+    for out in (json_out, markdown_out, plot_out):
+        if out is not None:
+            _writable(out)  # fail before the work, not after it
+
+    with _progress_with_engines_quiet() as progress:
+        task = progress.add_task("starting", total=None)
+
+        def update(done: int, total: int, what: str) -> None:
+            progress.update(task, completed=done, total=total, description=what)
+
+        report = benchmark(
+            paths,
+            keras_model=model if keras else None,
+            threads=threads,
+            batch_sizes=sizes,
+            min_time=seconds,
+            min_calls=min_calls,
+            memory=memory,
+            data=data,
+            progress=update,
+        )
+    _print_benchmark(report)
+    _write_report(report, json_out, markdown_out)
+    if plot_out is not None:
+        from mnist_edge import plots
+
+        plots.benchmark_chart(report.chart_rows(), plot_out)
+        console.print(f"wrote {plot_out}")
+
+
+@contextlib.contextmanager
+def _progress_with_engines_quiet() -> Iterator[Any]:
+    """A rich progress bar on the real stderr while C++ engine chatter (LiteRT's "Created XNNPACK
+    delegate", TensorFlow's CUDA probes) written to fd 2 goes to /dev/null."""
+    import io
+    import os
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no real stderr: nothing to silence
+        with Progress(*columns, console=err_console, transient=True) as progress:
+            yield progress
+        return
+    stream = io.TextIOWrapper(os.fdopen(saved, "wb", closefd=False), write_through=True)
+    bar_console = Console(file=stream, stderr=True, force_terminal=err_console.is_terminal)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        with Progress(*columns, console=bar_console, transient=True) as progress:
+            yield progress
+    finally:
+        stream.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _print_benchmark(report: Any) -> None:
+    from rich import box
+
+    console.print(f"[bold]machine[/] {report.machine_line()}", highlight=False, soft_wrap=True)
+    rows = report.table_rows()
+    table = Table(
+        title=f"Benchmark ({report.images}; p50 of per-call times, throughput = batch / p50)",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    for col in report.table_columns():
+        left = col in ("artifact", "format", "precision")
+        table.add_column(col, justify="left" if left else "right", no_wrap=col == "artifact")
+    for row in rows:
+        table.add_row(*row)
+    (console if console.is_terminal else Console(width=max(console.width, 160))).print(table)
+    for line in report.highlights():
+        console.print(f"- {line}", highlight=False, soft_wrap=True)
+    console.print(f"measured in {report.seconds:.0f} s", style="dim")
+
+
 def main() -> None:
     app()
 

@@ -91,13 +91,27 @@ def confusion_matrix_figure(
 def benchmark_chart(rows: Sequence[dict[str, Any]], path: str | os.PathLike[str]) -> None:
     """Batch-1 p50 latency per artifact (log scale) and throughput per batch size, one PNG.
 
-    ``rows``: dicts with ``label``, ``p50_us`` and ``throughput`` ({batch_size: images/s}).
+    ``rows``: dicts with ``label``, ``p50_us`` and ``throughput`` ({batch_size: images/s}); optional
+    ``raw_p50_us`` (the bare engine's p50, drawn as a black tick on the bar). Labels starting with
+    "keras" are drawn in red: the reference the exports are compared with.
     """
     plt = _pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
     labels = [r["label"] for r in rows]
-    left.barh(labels, [r["p50_us"] for r in rows], color="tab:blue")
+    colors = ["tab:red" if str(r["label"]).startswith("keras") else "tab:blue" for r in rows]
+    left.barh(labels, [r["p50_us"] for r in rows], color=colors)
+    raw = [(i, r["raw_p50_us"]) for i, r in enumerate(rows) if r.get("raw_p50_us") is not None]
+    if raw:
+        left.scatter([v for _, v in raw], [i for i, _ in raw], marker="|", s=300, color="black", zorder=3)
+        left.scatter([], [], marker="|", s=100, color="black", label="raw engine p50")
+        left.legend(fontsize=8, loc="lower right")
+    for i, r in enumerate(rows):
+        us = float(r["p50_us"])
+        text = f"{us / 1000:.1f} ms" if us >= 1000 else f"{us:.1f} µs"
+        right_end = max(us, float(r.get("raw_p50_us") or 0))
+        left.text(right_end * 1.15, i, text, va="center", fontsize=8)
     left.set_xscale("log")
+    left.set_xlim(right=max(float(r["p50_us"]) for r in rows) * 8 if rows else None)
     left.set_xlabel("batch-1 latency, p50 (µs, log scale)")
     left.invert_yaxis()
     left.grid(True, axis="x", which="both", alpha=0.4)
@@ -110,6 +124,7 @@ def benchmark_chart(rows: Sequence[dict[str, Any]], path: str | os.PathLike[str]
                 sizes,
                 [tp[b] if b in tp else tp[str(b)] for b in sizes],
                 marker="o",
+                linestyle="--" if str(r["label"]).startswith("keras") else "-",
                 label=r["label"],
             )
     right.set_xscale("log")
