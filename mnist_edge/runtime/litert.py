@@ -79,12 +79,13 @@ class LiteRTBackend(Backend):
         self.input = _spec(inputs[0])
         self.output = _spec(outputs[0])
         self._inner = [int(d) for d in inputs[0]["shape"][1:]]
-        if self.input.shape[0] is not None and not self._resizable(interpreter):
+        if self.input.shape[0] is not None and not self._resizable(self._new_interpreter()):
             self.fixed_batch = self.input.shape[0]
         self._local.state = _ThreadState(interpreter, self._input_index)
 
     def _resizable(self, interpreter: Any) -> bool:
-        """Whether a model exported with a static batch still runs at another batch size."""
+        """Whether a model exported with a static batch still runs at another batch size (tried on
+        a scratch interpreter: a failed resize may leave one unusable)."""
         try:
             interpreter.resize_tensor_input(self._input_index, [2, *self._inner], strict=False)
             interpreter.allocate_tensors()
@@ -96,7 +97,7 @@ class LiteRTBackend(Backend):
             return False
 
     def _state(self, n: int) -> _ThreadState:
-        """This thread's interpreter, with its input sized for a batch of ``n``."""
+        """This thread's interpreter (made on first use), its input resized for a batch of ``n``."""
         try:
             state = self._local.state
         except AttributeError:
@@ -108,7 +109,11 @@ class LiteRTBackend(Backend):
         return state
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        state = self._state(batch.shape[0])
+        # The common case inline (same thread, same batch size as last time): a call frame is
+        # a measurable share of a 6 us inference.
+        state = getattr(self._local, "state", None)
+        if state is None or batch.shape[0] != state.n:
+            state = self._state(batch.shape[0])
         state.set(self._input_index, batch)
         state.invoke()
         return state.get(self._output_index)
@@ -116,7 +121,9 @@ class LiteRTBackend(Backend):
     def run_converted(self, pixels: np.ndarray, write: Writer) -> np.ndarray:
         # Write the converted pixels straight into the input tensor: no temporary, no set_tensor copy.
         # The view must be gone before invoke (the engine may move its buffers only on resize).
-        state = self._state(pixels.shape[0])
+        state = getattr(self._local, "state", None)
+        if state is None or pixels.shape[0] != state.n:
+            state = self._state(pixels.shape[0])
         view = state.view(state.base, self._input_index)
         write(pixels, view)
         del view
