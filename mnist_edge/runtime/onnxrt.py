@@ -12,6 +12,7 @@ back to the public method if a future onnxruntime renames it.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +20,12 @@ import numpy as np
 
 from mnist_edge.errors import ModelLoadError
 from mnist_edge.manifest import TensorSpec
-from mnist_edge.runtime.base import Backend
+from mnist_edge.runtime.base import Backend, Writer
 
 __all__ = ["OnnxBackend"]
+
+#: Batches up to this size are converted into a per-thread buffer (at most 200 KB) instead of a new one.
+_REUSE_MAX_BATCH = 64
 
 _ORT_TYPES = {
     "tensor(float)": "float32",
@@ -56,6 +60,7 @@ class OnnxBackend(Backend):
         if self.input.shape and self.input.shape[0] is not None:
             self.fixed_batch = self.input.shape[0]
         self._session = session
+        self._local = threading.local()
         input_name, output_names = inputs[0].name, [outputs[0].name]
         inner = getattr(session, "_sess", None)
         if inner is not None and hasattr(inner, "run"):
@@ -67,6 +72,18 @@ class OnnxBackend(Backend):
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         return self._call(batch)
+
+    def run_converted(self, pixels: np.ndarray, write: Writer) -> np.ndarray:
+        # Small batches are converted into a buffer this thread keeps: onnxruntime only reads the
+        # input during run(), and a warm buffer saves ~2 us of a ~30 us batch-1 call.
+        n = pixels.shape[0]
+        if n > _REUSE_MAX_BATCH:
+            return super().run_converted(pixels, write)
+        buffer = getattr(self._local, "buffer", None)
+        if buffer is None or buffer.shape != pixels.shape:
+            buffer = self._local.buffer = np.empty(pixels.shape, dtype=self.input.dtype)
+        write(pixels, buffer)
+        return self._call(buffer)
 
 
 def _spec(node: Any) -> TensorSpec:
