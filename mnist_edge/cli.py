@@ -749,7 +749,25 @@ def _print_benchmark(report: Any) -> None:
 
 
 def main() -> None:
-    app()
+    """The ``mnist-edge`` script. Click's own usage errors (an option out of range, a path that cannot
+    be read) become one red line and exit code 2, like every other error, instead of a usage box."""
+    from rich.markup import escape
+
+    try:
+        code = app(standalone_mode=False)
+    except typer.TyperException as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `mnist-edge data` alone: the help, as before
+            exc.show()  # type: ignore[attr-defined]
+            sys.exit(exc.exit_code)
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        message = escape(exc.format_message() + hint)
+        err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err_console.print("[yellow]aborted[/]")
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":
