@@ -9,11 +9,12 @@ same-run ratio, not a comparison across runs. The Keras reference is timed the t
 How the numbers are made, and why:
 
 * timings are per call (``perf_counter_ns``) after a warm-up; each callable runs until it has spent
-  ``min_time`` seconds and made ``min_calls`` calls. Wrapper and raw engine alternate in blocks of about
-  10 ms, each taking the first turn in every other block, so machine noise hits both alike;
+  ``min_time`` seconds and made ``min_calls`` calls. At each batch size every artifact's wrapper and
+  raw engine take turns in one loop, in blocks of about 10 ms with the order rotating, so a burst of
+  load from elsewhere on the machine hits all of them alike;
 * latencies are distributions (:class:`LatencyStats`); throughput at batch ``b`` is ``b / p50`` (the
   median is what repeat runs on a busy machine agree on);
-* peak resident memory comes from a fresh subprocess per artifact (``getrusage`` ``ru_maxrss``), so one
+* peak resident memory comes from a fresh subprocess per artifact (``VmHWM``, or ``ru_maxrss``), so one
   engine's memory never pollutes another's figure;
 * load time is file to first prediction ready, with the engine's module already imported (the median of
   a few loads); the subprocess also reports the cold start, imports included.
@@ -53,6 +54,8 @@ __all__ = [
     "LatencyStats",
     "MemoryProbe",
     "benchmark",
+    "benchmark_artifacts",
+    "benchmark_keras",
     "check_artifacts",
     "measure_memory",
     "parse_batch_sizes",
@@ -563,10 +566,11 @@ _METHOD = (
     "Per-call perf_counter_ns timings after a warm-up; every callable runs >= min_time s and >= min_calls "
     "calls. Wrapper (mnist_edge.runtime predict_proba on uint8 pixels) and raw engine (LiteRT "
     "set_tensor/invoke/get_tensor or onnxruntime session.run on pre-converted model input, own engine "
-    "instance, same threads) alternate in ~10 ms blocks in the same run; ratio = wrapper p50 / raw p50. "
+    "instance, same threads) for every artifact take turns in one loop per batch size, in ~10 ms blocks; "
+    "ratio = wrapper p50 / raw p50. "
     "Throughput = batch / p50. Keras: model(x, training=False) and "
     "model.predict(x, batch_size=b, verbose=0). "
-    "Peak RSS: ru_maxrss of a fresh subprocess that loads the model and runs every batch size."
+    "Peak RSS: VmHWM of a fresh subprocess that loads the model and runs every batch size."
 )
 
 
@@ -799,8 +803,45 @@ def _parity_accuracy(path: Path) -> float | None:
     return None if accuracy is None else float(accuracy)
 
 
-def benchmark_artifact(
-    path: str | os.PathLike[str],
+class _Contender:
+    """One artifact, loaded twice: through the runtime (the wrapper) and as a bare engine (raw)."""
+
+    def __init__(self, path: Path, images: np.ndarray, threads: int) -> None:
+        self.path = path
+        self.images = images
+        self.clf, self.load_seconds = _timed_load(path, threads, images[:1])
+        manifest = self.clf.manifest
+        self.divide_by = float(manifest.preprocessing.get("divide_by", 255.0)) if manifest else 255.0
+        self.raw = _raw_engine(path, threads)
+        self.latency: dict[int, LatencyStats] = {}
+        self.raw_latency: dict[int, LatencyStats] = {}
+        self.agreement: float | None = None
+
+    def callables(self, size: int) -> tuple[Callable[[], Any], Callable[[], Any]]:
+        """(wrapper on uint8 pixels, raw engine on the same images already in the model's input)."""
+        pixels = _batch(self.images, size)
+        raw_call = self.raw.runner(_model_input(pixels, self.clf.input_spec, self.raw.inner, self.divide_by))
+        predict_proba = self.clf.predict_proba
+        return (lambda: predict_proba(pixels)), raw_call
+
+    def result(self, memory: MemoryProbe | None, threads: int) -> ArtifactBenchmark:
+        return ArtifactBenchmark(
+            path=str(self.path),
+            format=self.clf.format,
+            precision=self.clf.precision,
+            size_bytes=self.path.stat().st_size,
+            load_seconds=self.load_seconds,
+            latency_by_batch=self.latency,
+            raw_latency_by_batch=self.raw_latency,
+            accuracy=_parity_accuracy(self.path),
+            memory=memory,
+            raw_agreement=self.agreement,
+            threads=threads,
+        )
+
+
+def benchmark_artifacts(
+    paths: Sequence[str | os.PathLike[str]],
     images: np.ndarray,
     *,
     threads: int = 1,
@@ -809,50 +850,34 @@ def benchmark_artifact(
     min_calls: int = DEFAULT_MIN_CALLS,
     memory: bool = True,
     step: Callable[[str], None] | None = None,
-) -> ArtifactBenchmark:
-    """Measure one artifact: load time, wrapper and raw engine per batch size (interleaved), memory."""
-    path = Path(path)
+) -> tuple[ArtifactBenchmark, ...]:
+    """Measure artifacts side by side: at each batch size every artifact's wrapper and raw engine take
+    turns in one loop, so a burst of load from elsewhere on the machine hits all of them alike and
+    every comparison in the table (wrapper/raw, int8/fp32, format against format) is same-window."""
     step = step or (lambda _what: None)
     sizes = parse_batch_sizes(batch_sizes)
-    step(f"{path.name}: load")
-    clf, load_seconds = _timed_load(path, threads, images[:1])
-    spec = clf.input_spec
-    manifest = clf.manifest
-    divide_by = float(manifest.preprocessing.get("divide_by", 255.0)) if manifest else 255.0
-    raw = _raw_engine(path, threads)
-    latency: dict[int, LatencyStats] = {}
-    raw_latency: dict[int, LatencyStats] = {}
-    agreement = None
+    contenders = []
+    for path in map(Path, paths):
+        step(f"{path.name}: load (wrapper and raw engine)")
+        contenders.append(_Contender(path, images, threads))
     for size in sizes:
-        step(f"{path.name}: batch {size}, wrapper vs raw {raw.__class__.__name__[4:]}")
-        pixels = _batch(images, size)
-        raw_call = raw.runner(_model_input(pixels, spec, raw.inner, divide_by))
-
-        def wrapped(clf: Any = clf, pixels: np.ndarray = pixels) -> np.ndarray:
-            return clf.predict_proba(pixels)
-
-        latency[size], raw_latency[size] = time_interleaved(
-            [wrapped, raw_call], min_time=min_time, min_calls=min_calls
-        )
-        if size == sizes[-1]:
-            agreement = float(np.mean(wrapped().argmax(axis=1) == np.asarray(raw_call()).argmax(axis=1)))
-    probe = None
-    if memory:
-        step(f"{path.name}: peak memory (subprocess)")
-        probe = measure_memory(path, threads=threads, batch_sizes=sizes)
-    return ArtifactBenchmark(
-        path=str(path),
-        format=clf.format,
-        precision=clf.precision,
-        size_bytes=path.stat().st_size,
-        load_seconds=load_seconds,
-        latency_by_batch=latency,
-        raw_latency_by_batch=raw_latency,
-        accuracy=_parity_accuracy(path),
-        memory=probe,
-        raw_agreement=agreement,
-        threads=threads,
-    )
+        step(f"batch {size}: {len(contenders)} artifact(s), wrapper and raw engine taking turns")
+        funcs = [f for c in contenders for f in c.callables(size)]
+        stats = time_interleaved(funcs, min_time=min_time, min_calls=min_calls)
+        for i, c in enumerate(contenders):
+            c.latency[size], c.raw_latency[size] = stats[2 * i], stats[2 * i + 1]
+            if size == sizes[-1]:
+                wrapped, raw_call = funcs[2 * i], funcs[2 * i + 1]
+                same = wrapped().argmax(axis=1) == np.asarray(raw_call()).argmax(axis=1)
+                c.agreement = float(np.mean(same))
+    rows = []
+    for c in contenders:
+        probe = None
+        if memory:
+            step(f"{c.path.name}: peak memory (subprocess)")
+            probe = measure_memory(c.path, threads=threads, batch_sizes=sizes)
+        rows.append(c.result(probe, threads))
+    return tuple(rows)
 
 
 def _set_tf_threads(threads: int) -> int | None:
@@ -1069,9 +1094,9 @@ def benchmark(
     if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (28, 28) or not len(images):
         raise MnistEdgeError(f"images must be uint8 (N, 28, 28), got {images.dtype} {images.shape}")
 
-    per_artifact = 1 + len(sizes) + int(memory)
     per_keras = 2 + (len(sizes) - 1) + int(memory)
-    total = per_artifact * len(paths) + (per_keras if keras_path is not None else 0)
+    total = (1 + int(memory)) * len(paths) + (len(sizes) if paths else 0)
+    total += per_keras if keras_path is not None else 0
     done = 0
 
     def step(what: str) -> None:
@@ -1082,7 +1107,7 @@ def benchmark(
 
     common = {"threads": threads, "batch_sizes": sizes, "min_time": min_time, "min_calls": min_calls}
     started = time.perf_counter()
-    rows = tuple(benchmark_artifact(p, images, memory=memory, step=step, **common) for p in paths)
+    rows = benchmark_artifacts(paths, images, memory=memory, step=step, **common) if paths else ()
     keras = None
     if keras_path is not None:
         keras = benchmark_keras(
