@@ -493,11 +493,15 @@ def predict_cmd(
     import numpy as np
 
     from mnist_edge.images import load_input
+    from mnist_edge.manifest import read_manifest
     from mnist_edge.runtime import load
 
+    # A model without a manifest has no verified origin: it is opened and run once in a child
+    # process limited in memory and time before this process touches it (load(isolate=True)).
+    isolate = read_manifest(model) is None
     with warnings.catch_warnings(record=True) as caught, _quiet_native_stderr():
         warnings.simplefilter("always")
-        classifier = load(model, threads=threads)
+        classifier = load(model, threads=threads, isolate=isolate)
     for warning in caught:
         err_console.print(f"[yellow]warning:[/] {warning.message}", highlight=False, soft_wrap=True)
 

@@ -50,14 +50,19 @@ def load(
     backend: str | None = None,
     threads: int = 1,
     verify_hash: bool = True,
+    isolate: bool = False,
 ) -> Classifier:
     """Open an exported model (``.tflite``, ``.onnx``; ``.keras`` for the reference) as a Classifier.
 
     ``backend`` names the engine ("litert"/"tflite", "onnxruntime"/"onnx", "keras") instead of the
     file suffix choosing it. ``threads`` is the engine's intra-op thread count (1 suits the edge).
     With ``verify_hash`` (the default) a file whose sha256 differs from its manifest is refused
-    before any engine reads it. Raises :class:`~mnist_edge.errors.ModelLoadError` for anything
-    wrong with the file, whatever the engine raised.
+    before any engine reads it. Every file then passes its backend's structural pre-check.
+    ``isolate=True`` is for files from elsewhere: the exact bytes are first loaded and run once in
+    a child process limited to 2 GiB and 30 s (:mod:`~mnist_edge.runtime.sandbox`), so a file that
+    would crash or exhaust the engine costs a child, not the app. Raises
+    :class:`~mnist_edge.errors.ModelLoadError` for anything wrong with the file, whatever the
+    engine raised.
     """
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise MnistEdgeError(f"threads must be a positive integer, got {threads!r}")
@@ -73,7 +78,29 @@ def load(
             )
         if verify_hash:
             _verify_hash(path, data, manifest)
+    return _open_bytes(
+        path, data, backend=backend_cls.name, manifest=manifest, threads=threads, isolate=isolate
+    )
+
+
+def _open_bytes(
+    path: Path,
+    data: bytes,
+    *,
+    backend: str | None = None,
+    manifest: Manifest | None = None,
+    threads: int = 1,
+    isolate: bool = False,
+) -> Classifier:
+    """The part of :func:`load` after the file is read and its hash verified: the structural
+    pre-check, the isolated trial run, the engine, the Classifier. The sandbox child runs exactly
+    this on the bytes it is sent."""
+    backend_cls = backend_for(path, backend)
     backend_cls.check_file(path, data)
+    if isolate:
+        from mnist_edge.runtime.sandbox import check_isolated
+
+        check_isolated(path, data, backend_cls.name)
     try:
         engine = backend_cls(path, data, threads=threads)
     except MnistEdgeError:
@@ -83,7 +110,14 @@ def load(
             f"{backend_cls.name} cannot load {path}: {type(exc).__name__}: {_first_line(exc)}; the file is "
             "corrupt or not a model - re-run `mnist-edge export`"
         ) from None
-    return Classifier(engine, manifest=manifest, path=path)
+    try:
+        return Classifier(engine, manifest=manifest, path=path)
+    except (ModelLoadError, Warning):  # a ManifestWarning is raised when warnings are errors
+        raise
+    except Exception as exc:  # anything else about a file that loads but is not a usable classifier
+        raise ModelLoadError(
+            f"{path} loads but is not a usable MNIST classifier: {type(exc).__name__}: {_first_line(exc)}"
+        ) from None
 
 
 def _read_model_bytes(path: Path) -> bytes:

@@ -62,6 +62,19 @@ class LiteRTBackend(Backend):
     aliases = ("tflite",)
     format = "tflite"
 
+    @classmethod
+    def check_file(cls, path: Path, data: bytes) -> None:
+        """Refuse, before LiteRT parses them, files that would crash or exhaust it (see tflite_check)."""
+        from mnist_edge.runtime.tflite_check import TFLiteStructureError, check_tflite
+
+        try:
+            check_tflite(data)
+        except TFLiteStructureError as exc:
+            raise ModelLoadError(
+                f"{cls.name} cannot load {path}: {exc}; refused by the structural pre-check before "
+                "LiteRT read it - the file is corrupt or not one of our models: re-run `mnist-edge export`"
+            ) from None
+
     def __init__(self, path: Path, data: bytes, *, threads: int = 1) -> None:
         from ai_edge_litert.interpreter import Interpreter
 

@@ -40,6 +40,20 @@ class OnnxBackend(Backend):
     aliases = ("onnx", "ort")
     format = "onnx"
 
+    @classmethod
+    def check_file(cls, path: Path, data: bytes) -> None:
+        """Refuse external data, oversized tensors and unchecked graphs before onnxruntime parses
+        the file (see onnx_check)."""
+        from mnist_edge.runtime.onnx_check import OnnxStructureError, check_onnx
+
+        try:
+            check_onnx(data)
+        except OnnxStructureError as exc:
+            raise ModelLoadError(
+                f"{cls.name} cannot load {path}: {exc}; refused by the structural pre-check before "
+                "onnxruntime read it - the file is corrupt or not one of our models: re-export it"
+            ) from None
+
     def __init__(self, path: Path, data: bytes, *, threads: int = 1) -> None:
         import onnxruntime as ort
 
