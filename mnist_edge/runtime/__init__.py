@@ -284,7 +284,10 @@ class Classifier:
             if fixed is not None and size < fixed:
                 # Pad with copies of the last image (valid input in any dtype), drop their outputs.
                 chunk = np.concatenate([chunk, np.repeat(chunk[-1:], fixed - size, axis=0)])
-            parts.append(self._engine_run(chunk)[:size])
+            out = self._engine_run(chunk)
+            if out.shape[0] != chunk.shape[0]:  # a damaged graph can mix rows; slicing would hide it
+                raise RuntimeError(f"the engine returned {out.shape[0]} rows for {chunk.shape[0]} images")
+            parts.append(out[:size])
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def _probe(self, where: object) -> tuple[bool, bool]:
@@ -303,7 +306,12 @@ class Classifier:
             ]
         )
         try:
-            raw = self._run_chunked(self._to_model(self._convert(probe)))
+            x = self._to_model(self._convert(probe))
+            raw = self._run_chunked(x)
+            if self._direct_max:  # the path predict takes for one image must give one row too
+                single = self._engine_run(np.ascontiguousarray(x[:1]))
+                if single.shape != (1, preprocess.NUM_CLASSES):
+                    raise RuntimeError(f"the engine returned shape {single.shape} for one image")
         except MnistEdgeError:
             raise
         except Exception as exc:

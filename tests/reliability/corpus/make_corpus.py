@@ -139,7 +139,8 @@ def _entries(base: dict[str, bytes]) -> list[dict]:
     tensors = "model.subgraphs[0].tensors"
     fc8 = _operator(int8, FC)
     dense_out = _value(int8, f"{fc8}.outputs[0]")
-    dense_out32 = _value(fp32, f"{_operator(fp32, FC)}.outputs[0]")
+    fc32 = _operator(fp32, FC)
+    dense_out32 = _value(fp32, f"{fc32}.outputs[0]")
     shape_op = _operator(int8, SHAPE)
     strided_index = _opcodes(int8).index(STRIDED_SLICE)
     input_tensor = _value(int8, "model.subgraphs[0].inputs[0]")
@@ -209,6 +210,22 @@ def _entries(base: dict[str, bytes]) -> list[dict]:
             "refused_because": "zero point -128",
         },
         {
+            "file": "tflite-dense-fed-its-weights.tflite",
+            "found_by": "structure fuzz of model.fp16.tflite (a dense input rewired): 12 rows for 4 images",
+            "what": "FULLY_CONNECTED's input rewired to its own weights: 10 output rows whatever the batch",
+            "data": _set(fp32, f"{fc32}.inputs[0]", _value(fp32, f"{fc32}.inputs[1]")),
+            "refused_because": "rows for 4 images",
+            "refused_by": "probe",
+        },
+        {
+            "file": "onnx-rows-from-weights.onnx",
+            "found_by": "structure fuzz of model.fp32.onnx (a Relu's input rewired to weights): 784 rows",
+            "what": "the bias Add's input rewired to the weight matrix: (784, 10) whatever the batch",
+            "data": _rewire_add(base["fp32.onnx"]),
+            "refused_because": "784 rows for 4 images",
+            "refused_by": "probe",
+        },
+        {
             "file": "onnx-external-data-passwd.onnx",
             "found_by": "issue 8 (ONNX external data); onnxruntime 1.32 itself refuses paths that escape",
             "what": "an initializer whose data is external, at ../../../../etc/passwd",
@@ -246,6 +263,17 @@ def _external(data: bytes, location: str) -> bytes:
     for key, value in (("location", location), ("offset", "0"), ("length", str(length))):
         entry = tensor.external_data.add()
         entry.key, entry.value = key, value
+    return model.SerializeToString()
+
+
+def _rewire_add(data: bytes) -> bytes:
+    import onnx
+
+    model = onnx.ModelProto()
+    model.ParseFromString(data)
+    weights = next(t.name for t in model.graph.initializer if list(t.dims) == [784, 10])
+    add = next(node for node in model.graph.node if node.op_type == "Add")
+    add.input[0] = weights
     return model.SerializeToString()
 
 
@@ -316,15 +344,20 @@ def _guarded(data: bytes, suffix: str) -> dict[str, int]:
 
 def main() -> None:
     random.seed(0)
-    with tempfile.TemporaryDirectory() as scratch:
-        base = tiny_exports(Path(scratch))
+    names = ("int8.tflite", "fp32.tflite", "fp32.onnx")
+    if all((HERE / f"tiny.{name}").is_file() for name in names):  # keep the committed bases
+        base = {name: (HERE / f"tiny.{name}").read_bytes() for name in names}
+    else:
+        with tempfile.TemporaryDirectory() as scratch:
+            base = tiny_exports(Path(scratch))
     entries = []
-    for name in ("int8.tflite", "fp32.tflite", "fp32.onnx"):
+    for name in names:
         path = HERE / f"tiny.{name}"
         path.write_bytes(base[name])
         print(f"base {path.name}: {len(base[name])} bytes")
     for entry in _entries(base):
         data = entry.pop("data")
+        entry.setdefault("refused_by", "pre-check")  # or "probe": the load-time run of four images
         (HERE / entry["file"]).write_bytes(data)
         suffix = Path(entry["file"]).suffix
         entry["bytes"] = len(data)
