@@ -98,6 +98,11 @@ def _open_bytes(
     backend_cls = backend_for(path, backend)
     backend_cls.check_file(path, data)
     if isolate:
+        if backend_cls.reference:
+            raise ModelLoadError(
+                f"isolate=True is for exported .tflite and .onnx files; {path} runs through TensorFlow, "
+                "which a limited child cannot hold: load .keras files only if you trust them"
+            )
         from mnist_edge.runtime.sandbox import check_isolated
 
         check_isolated(path, data, backend_cls.name)

@@ -99,6 +99,11 @@ def test_an_isolated_load_gives_the_same_classifier(kind, exported, mnist):
     np.testing.assert_array_equal(isolated.predict_proba(images), load(path).predict_proba(images))
 
 
+def test_isolation_is_not_offered_for_the_keras_reference(tiny_model_path):
+    with pytest.raises(ModelLoadError, match=r"isolate=True is for exported \.tflite and \.onnx"):
+        load(tiny_model_path, isolate=True)
+
+
 # --------------------------------------------------------------------------- bad files
 
 
