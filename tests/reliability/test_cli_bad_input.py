@@ -28,32 +28,21 @@ ROOT = Path(__file__).resolve().parents[2]
 KINDS = ("missing", "folder", "empty", "text", "other format")
 
 
-def _png(width: int, height: int) -> bytes:
-    """A PNG whose header declares ``width`` x ``height`` pixels, with a few bytes of image data."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-        + chunk(b"IEND", b"")
-    )
-
-
-def _jpeg(width: int, height: int) -> bytes:
-    """A real JPEG with the size in its start-of-frame marker rewritten."""
+def _declaring(form: str, width: int, height: int) -> bytes:
+    """A real 28x28 PNG or JPEG whose header is rewritten to declare ``width`` x ``height`` pixels."""
     import io
 
     from PIL import Image
 
     buf = io.BytesIO()
-    Image.fromarray(np.zeros((28, 28), np.uint8)).save(buf, "JPEG")
+    Image.fromarray(np.zeros((28, 28), np.uint8)).save(buf, form)
     data = bytearray(buf.getvalue())
-    sof = data.index(b"\xff\xc0")
-    data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
+    if form == "PNG":  # IHDR right after the signature: width, height, then the chunk's CRC
+        data[16:24] = struct.pack(">II", width, height)
+        data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    else:  # JPEG: the start-of-frame marker holds height, then width
+        sof = data.index(b"\xff\xc0")
+        data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
     return bytes(data)
 
 
@@ -289,10 +278,10 @@ def test_predict_reads_png_and_jpeg(suffix, files, capsys, monkeypatch):
 @pytest.mark.parametrize(
     ("name", "content"),
     [
-        ("bomb.png", lambda: _png(100_000, 100_000)),  # 10 G pixels: Pillow itself refuses this one
-        ("wide.png", lambda: _png(60_000, 1_000)),  # 60 M pixels: Pillow only warns
-        ("bomb.jpg", lambda: _jpeg(65_000, 65_000)),
-        ("tall.jpg", lambda: _jpeg(1_000, 51_000)),
+        ("bomb.png", lambda: _declaring("PNG", 100_000, 100_000)),  # 10 G pixels: Pillow refuses it too
+        ("wide.png", lambda: _declaring("PNG", 60_000, 1_000)),  # 60 M pixels: Pillow only warns
+        ("bomb.jpg", lambda: _declaring("JPEG", 65_000, 65_000)),
+        ("tall.jpg", lambda: _declaring("JPEG", 1_000, 51_000)),
     ],
 )
 def test_predict_checks_the_declared_size_before_decoding(
@@ -307,7 +296,7 @@ def test_predict_checks_the_declared_size_before_decoding(
     monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: decoded.append(self) or original(self))
     code, output = run_cli(["predict", str(files["tflite"]), str(picture)], capsys)
     assert one_error_line(code, output, picture, False) is None
-    assert "pixel" in output and decoded == [], "the picture was decoded before its size was checked"
+    assert "declares" in output and decoded == [], "the picture was decoded before its size was checked"
 
 
 def test_no_traceback_even_for_an_option_click_refuses(capsys):
