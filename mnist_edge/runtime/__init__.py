@@ -221,6 +221,12 @@ class Classifier:
         self._engine_run = backend.run
         self._engine_run_converted = backend.run_converted
         self._fixed_batch = backend.fixed_batch
+        if backend.fixed_batch is not None and not 1 <= backend.fixed_batch <= MAX_BATCH_CHUNK:
+            # Padding a chunk to a declared batch of 2^20 would be a 3 GB array of our own.
+            raise ModelLoadError(
+                f"{where} takes batches of exactly {backend.fixed_batch} images; the runtime pads to "
+                f"fixed batches of 1 to {MAX_BATCH_CHUNK} only"
+            )
         # Batches that go straight to the engine in one call; others are chunked (and padded).
         self._direct_max = MAX_BATCH_CHUNK if backend.fixed_batch is None else 0
 

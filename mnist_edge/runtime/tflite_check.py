@@ -14,7 +14,9 @@ refuses what LiteRT would choke on or what an image classifier never needs:
   constant data exactly as long as its tensor, per-channel quantisation that matches its axis;
 - quantisation scales in [1e-20, 1e20] and zero points inside their integer type;
 - each operator with its own options type, its number of inputs and one output; an absent input
-  (-1) only where a layer's bias may be absent;
+  (-1) only where a layer's bias may be absent; integer constants other than biases (shapes, axes)
+  of at most :data:`MAX_RANK` entries; no operator writing into a constant, the model input or a
+  tensor another operator writes;
 - no buffers outside the flatbuffer (the > 2 GB layout), no sparse or variable tensors;
 - only the builtin operators of :data:`ALLOWED_OPERATORS` (dense, convolutional and pooling layers,
   activations, reshaping, (de)quantisation): no control flow, which would reference other
@@ -145,6 +147,9 @@ ALLOWED_OPERATORS: dict[int, _Op] = {
 #: layers. Any other -1 makes the kernel dereference a null tensor (measured: a FULLY_CONNECTED
 #: without weights, a STRIDED_SLICE without strides - both segfault).
 _OPTIONAL_INPUTS: dict[int, tuple[int, ...]] = {3: (2,), 4: (2,), 9: (2,)}
+#: Integer constants (INT32, INT64) outside a layer's bias are shapes, axes or permutations: at most
+#: MAX_RANK entries (measured: a RESHAPE handed a 300-entry bias as its shape segfaults).
+_INTEGER_OPERANDS = (2, 4)
 #: Quantisation scales outside this range are refused (LiteRT crashes from 1e-38 down, and at 0).
 MIN_SCALE, MAX_SCALE = 1e-20, 1e20
 #: Zero points must fit the tensor's integer type (others: int32).
@@ -334,9 +339,10 @@ def _check_subgraph(subgraph: _Table, codes: list[int], data_lengths: list[int])
     n_tensors = len(tensors)
     if n_tensors == 0:
         raise TFLiteStructureError("the subgraph has no tensors")
+    infos = [_check_tensor(i, tensor, data_lengths) for i, tensor in enumerate(tensors)]
     total = 0
-    for i, tensor in enumerate(tensors):
-        total += _check_tensor(i, tensor, data_lengths)
+    for info in infos:
+        total += info.nbytes
         if total > MAX_TOTAL_BYTES:
             raise TFLiteStructureError(
                 f"the tensors declare over {MAX_TOTAL_BYTES >> 20} MiB; an MNIST classifier needs about 1"
@@ -348,10 +354,13 @@ def _check_subgraph(subgraph: _Table, codes: list[int], data_lengths: list[int])
             raise TFLiteStructureError(f"the subgraph has no {what.split()[1]}")
         for index in indices:
             _in_range(int(index), n_tensors, f"one of the {what}")
+            if slot == _SG_INPUTS and infos[int(index)].constant:
+                raise TFLiteStructureError(f"the model input, tensor {index}, is a constant")
 
     operators = subgraph.tables(_SG_OPERATORS, MAX_OPERATORS, "operators")
     if not operators:
         raise TFLiteStructureError("the subgraph has no operators")
+    produced: set[int] = set()
     for i, op in enumerate(operators):
         opcode = op.scalar(_OP_OPCODE, "I")
         _in_range(opcode, len(codes), f"operator {i}'s opcode index")
@@ -371,8 +380,25 @@ def _check_subgraph(subgraph: _Table, codes: list[int], data_lengths: list[int])
             if index == -1 and position in _OPTIONAL_INPUTS.get(code, ()):
                 continue  # a layer without bias
             _in_range(index, n_tensors, f"operator {i}'s input {position}")
+            info = infos[index]
+            if (
+                info.constant
+                and info.kind in _INTEGER_OPERANDS
+                and info.elements > MAX_RANK
+                and position not in _OPTIONAL_INPUTS.get(code, ())
+            ):
+                raise TFLiteStructureError(
+                    f"operator {i} ({spec.name}) takes a {info.elements}-entry integer constant as input "
+                    f"{position}; shapes, axes and permutations have at most {MAX_RANK} entries"
+                )
         for index in (*outputs, *_ints(op, _OP_INTERMEDIATES, f"operator {i}'s intermediates")):
             _in_range(index, n_tensors, f"operator {i}'s outputs")
+        for index in outputs:
+            if infos[index].constant:
+                raise TFLiteStructureError(f"operator {i} ({spec.name}) writes into constant tensor {index}")
+            if index in produced:
+                raise TFLiteStructureError(f"tensor {index} is written by two operators")
+            produced.add(index)
     return n_tensors
 
 
@@ -381,8 +407,15 @@ def _ints(table: _Table, slot: int, what: str) -> Iterator[int]:
         yield int(value)
 
 
-def _check_tensor(i: int, tensor: _Table, data_lengths: list[int]) -> int:
-    """Checks one tensor; returns the bytes it declares."""
+class _TensorInfo(NamedTuple):
+    nbytes: int
+    elements: int
+    kind: int
+    constant: bool  # its buffer holds data
+
+
+def _check_tensor(i: int, tensor: _Table, data_lengths: list[int]) -> _TensorInfo:
+    """Checks one tensor on its own."""
     kind = tensor.scalar(_T_TYPE, "b")
     itemsize = ELEMENT_BYTES.get(kind)
     if itemsize is None:
@@ -416,7 +449,7 @@ def _check_tensor(i: int, tensor: _Table, data_lengths: list[int]) -> int:
     quantization = tensor.table(_T_QUANT)
     if quantization is not None:
         _check_quantization(i, kind, shape, quantization)
-    return nbytes
+    return _TensorInfo(nbytes, elements, kind, stored > 0)
 
 
 def _check_quantization(i: int, kind: int, shape: list[int], quantization: _Table) -> None:

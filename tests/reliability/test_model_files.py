@@ -57,11 +57,12 @@ def test_the_corpus_base_models_load_and_run(name, sandbox):
 
 @pytest.mark.parametrize("entry", ENTRIES, ids=[e["file"] for e in ENTRIES])
 def test_corpus_files_are_refused_by_the_pre_check_for_their_reason(entry):
-    """Entries marked "probe" are well-formed graphs that compute nonsense: they pass the pre-check
-    and the load-time probe run refuses them (one output row per image, or no load)."""
+    """Entries marked "classifier" are well-formed graphs that compute nonsense: they pass the
+    pre-check and the Classifier refuses them once the engine has loaded them (the probe run's one
+    row per image, a sane fixed batch)."""
     path = CORPUS / entry["file"]
     backend = BACKENDS[path.suffix]
-    if entry["refused_by"] == "probe":
+    if entry["refused_by"] == "classifier":
         backend.check_file(path, path.read_bytes())
         return
     with pytest.raises(ModelLoadError, match="pre-check") as caught:

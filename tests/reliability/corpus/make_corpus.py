@@ -131,7 +131,7 @@ def _value(data: bytes, label: str) -> int:
     return int(struct.unpack_from("<" + field.fmt, data, field.pos)[0])
 
 
-FC, STRIDED_SLICE, SHAPE = 9, 45, 77
+FC, RESHAPE, STRIDED_SLICE, SHAPE = 9, 22, 45, 77
 
 
 def _entries(base: dict[str, bytes]) -> list[dict]:
@@ -141,6 +141,7 @@ def _entries(base: dict[str, bytes]) -> list[dict]:
     dense_out = _value(int8, f"{fc8}.outputs[0]")
     fc32 = _operator(fp32, FC)
     dense_out32 = _value(fp32, f"{fc32}.outputs[0]")
+    bias32 = _value(fp32, f"{fc32}.inputs[2]")
     shape_op = _operator(int8, SHAPE)
     strided_index = _opcodes(int8).index(STRIDED_SLICE)
     input_tensor = _value(int8, "model.subgraphs[0].inputs[0]")
@@ -215,7 +216,7 @@ def _entries(base: dict[str, bytes]) -> list[dict]:
             "what": "FULLY_CONNECTED's input rewired to its own weights: 10 output rows whatever the batch",
             "data": _set(fp32, f"{fc32}.inputs[0]", _value(fp32, f"{fc32}.inputs[1]")),
             "refused_because": "rows for 4 images",
-            "refused_by": "probe",
+            "refused_by": "classifier",
         },
         {
             "file": "onnx-rows-from-weights.onnx",
@@ -223,7 +224,31 @@ def _entries(base: dict[str, bytes]) -> list[dict]:
             "what": "the bias Add's input rewired to the weight matrix: (784, 10) whatever the batch",
             "data": _rewire_add(base["fp32.onnx"]),
             "refused_because": "784 rows for 4 images",
-            "refused_by": "probe",
+            "refused_by": "classifier",
+        },
+        {
+            "file": "tflite-reshape-to-a-bias.tflite",
+            "found_by": "structure fuzz of model.int8.tflite (RESHAPE's shape -> a 300-entry bias): SIGSEGV",
+            "what": "RESHAPE's shape input pointed at the dense layer's int32 bias (10 entries)",
+            "data": _set(int8, f"{_operator(int8, RESHAPE)}.inputs[1]", _value(int8, f"{fc8}.inputs[2]")),
+            "refused_because": "10-entry integer constant",
+        },
+        {
+            "file": "tflite-dense-writes-a-constant.tflite",
+            "found_by": "structure fuzz of model.fp32.tflite (an activation given a bias buffer): SIGSEGV",
+            "what": "the dense layer's output tensor given its bias's buffer (same size): a constant output",
+            "data": _set(
+                fp32, f"{tensors}[{dense_out32}].buffer", _value(fp32, f"{tensors}[{bias32}].buffer")
+            ),
+            "refused_because": "writes into constant tensor",
+        },
+        {
+            "file": "onnx-fixed-batch-of-a-million.onnx",
+            "found_by": "structure fuzz of model.fp32.onnx (input dim -> 2^20): our padding asked for 3 GB",
+            "what": "the input batch fixed at 2^20: the runtime would pad every call to a million images",
+            "data": _fixed_batch(base["fp32.onnx"], 1 << 20),
+            "refused_because": "batches of exactly 1048576",
+            "refused_by": "classifier",
         },
         {
             "file": "onnx-external-data-passwd.onnx",
@@ -263,6 +288,15 @@ def _external(data: bytes, location: str) -> bytes:
     for key, value in (("location", location), ("offset", "0"), ("length", str(length))):
         entry = tensor.external_data.add()
         entry.key, entry.value = key, value
+    return model.SerializeToString()
+
+
+def _fixed_batch(data: bytes, batch: int) -> bytes:
+    import onnx
+
+    model = onnx.ModelProto()
+    model.ParseFromString(data)
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = batch
     return model.SerializeToString()
 
 
@@ -357,7 +391,7 @@ def main() -> None:
         print(f"base {path.name}: {len(base[name])} bytes")
     for entry in _entries(base):
         data = entry.pop("data")
-        entry.setdefault("refused_by", "pre-check")  # or "probe": the load-time run of four images
+        entry.setdefault("refused_by", "pre-check")  # or "classifier": its checks once the engine has it
         (HERE / entry["file"]).write_bytes(data)
         suffix = Path(entry["file"]).suffix
         entry["bytes"] = len(data)
