@@ -244,14 +244,29 @@ def _close(stream: IO[bytes] | None) -> None:
 # --------------------------------------------------------------------------- the child
 
 
-def _limit(memory_bytes: int, cpu_seconds: int) -> None:
+def _limit(memory_bytes: int) -> None:
     try:
         import resource
     except ImportError:  # Windows: only the parent's timeout applies
         return
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 5))
+
+
+def _cpu_budget(cpu_seconds: int) -> None:
+    """Allow the next trial ``cpu_seconds`` of CPU time (SIGXCPU after): RLIMIT_CPU counts the
+    whole life of the process, so a child serving many trials moves its soft limit each time."""
+    try:
+        import resource
+    except ImportError:
+        return
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    used = int(usage.ru_utime + usage.ru_stime) + 1
+    hard = resource.getrlimit(resource.RLIMIT_CPU)[1]
+    soft = used + cpu_seconds
+    if hard != resource.RLIM_INFINITY:
+        soft = min(soft, hard)
+    resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
 
 
 def _peak_rss() -> int:
@@ -314,7 +329,7 @@ def _run_trial(name: str, backend: str | None, data: bytes) -> dict[str, Any]:
 def _serve(memory_bytes: int, cpu_seconds: int) -> None:
     import faulthandler
 
-    _limit(memory_bytes, cpu_seconds)
+    _limit(memory_bytes)
     faulthandler.enable()  # a crash leaves a Python traceback on stderr, which the parent reports
     answers = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)  # anything an engine prints goes to stderr, never into the answers
@@ -325,6 +340,7 @@ def _serve(memory_bytes: int, cpu_seconds: int) -> None:
             return
         request = json.loads(header)
         data = requests.read(request["size"])
+        _cpu_budget(cpu_seconds)
         answer = _run_trial(request["name"], request.get("backend"), data)
         answer["peak_rss"] = _peak_rss()
         answers.write(json.dumps(answer) + "\n")
