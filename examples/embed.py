@@ -1,6 +1,6 @@
 """Classify a picture of a digit with an exported model: the whole embedding API in a few lines.
 
-    python examples/embed.py artifacts/model.int8.tflite digit.png
+Usage: ``python examples/embed.py artifacts/model.int8.tflite digit.png``
 """
 
 import sys
