@@ -1,11 +1,12 @@
 """Structural pre-check of ``.tflite`` files, in pure Python, before LiteRT sees a byte.
 
 Why: LiteRT trusts the model it is given. Its flatbuffer verifier catches broken offsets, but not a
-model that is well-formed and nonsensical: zeroing the 2-byte ``subgraphs`` length of our int8
-model makes ``Interpreter(...)`` segfault, and one tensor dimension set to 2^31-1 makes
-``allocate_tensors()`` take 8.4 GB and 18 s (ai-edge-litert 2.3.0). No ``try``/``except`` helps
-against either, so :func:`check_tflite` reads the schema itself - every offset bounds-checked - and
-refuses what LiteRT would choke on or what an image classifier never needs:
+model that is well-formed and nonsensical: zeroing the 2-byte vtable entry of ``subgraphs`` (the
+field is then absent) makes ``Interpreter(...)`` segfault, and a float32 activation declared
+(1, 2^31-1) makes the first ``invoke()`` take 8.2 GB and 26 s (ai-edge-litert 2.3.0; the files
+are in ``tests/reliability/corpus``). No ``try``/``except`` helps against either, so
+:func:`check_tflite` reads the schema itself - every offset bounds-checked - and refuses what
+LiteRT would choke on or what an image classifier never needs:
 
 - the ``TFL3`` identifier, schema version 3, exactly one subgraph, at least one operator;
 - every tensor, buffer, operator-code and signature index in range;
