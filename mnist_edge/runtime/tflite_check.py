@@ -349,8 +349,11 @@ def _check_subgraph(subgraph: _Table, codes: list[int], data_lengths: list[int])
                 f"the tensors declare over {MAX_TOTAL_BYTES >> 20} MiB; an MNIST classifier needs about 1"
             )
 
+    model_inputs: set[int] = set()
     for slot, what in ((_SG_INPUTS, "subgraph inputs"), (_SG_OUTPUTS, "subgraph outputs")):
         indices = subgraph.scalars(slot, "i", MAX_TENSORS, what)
+        if slot == _SG_INPUTS:
+            model_inputs.update(int(index) for index in indices)
         if not indices:
             raise TFLiteStructureError(f"the subgraph has no {what.split()[1]}")
         for index in indices:
@@ -397,6 +400,8 @@ def _check_subgraph(subgraph: _Table, codes: list[int], data_lengths: list[int])
         for index in outputs:
             if infos[index].constant:
                 raise TFLiteStructureError(f"operator {i} ({spec.name}) writes into constant tensor {index}")
+            if index in model_inputs:
+                raise TFLiteStructureError(f"operator {i} ({spec.name}) writes into the model input")
             if index in produced:
                 raise TFLiteStructureError(f"tensor {index} is written by two operators")
             produced.add(index)

@@ -243,6 +243,13 @@ def _entries(base: dict[str, bytes]) -> list[dict]:
             "refused_because": "writes into constant tensor",
         },
         {
+            "file": "tflite-dense-writes-the-input.tflite",
+            "found_by": "structure fuzz of model.fp16.tflite (a dense output -> the input tensor): SIGSEGV",
+            "what": "the dense layer's output index pointed at the model's input tensor",
+            "data": _set(fp32, f"{fc32}.outputs[0]", _value(fp32, "model.subgraphs[0].inputs[0]")),
+            "refused_because": "writes into the model input",
+        },
+        {
             "file": "onnx-fixed-batch-of-a-million.onnx",
             "found_by": "structure fuzz of model.fp32.onnx (input dim -> 2^20): our padding asked for 3 GB",
             "what": "the input batch fixed at 2^20: the runtime would pad every call to a million images",
