@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from mnist_edge.errors import MnistEdgeError, ModelLoadError
-from mnist_edge.manifest import TensorSpec, read_manifest
+from mnist_edge.manifest import ARTIFACT_SUFFIXES, TensorSpec, read_manifest
 
 __all__ = [
     "DEFAULT_BATCH_SIZES",
@@ -66,7 +66,6 @@ __all__ = [
 DEFAULT_BATCH_SIZES = (1, 32, 1024)
 DEFAULT_MIN_TIME = 2.0
 DEFAULT_MIN_CALLS = 100
-ARTIFACT_SUFFIXES = (".tflite", ".onnx")
 #: Target length of one block of calls in the interleaved loop (seconds).
 BLOCK_SECONDS = 0.01
 #: Loads timed per artifact for ``load_seconds`` (the median is reported).

@@ -21,6 +21,8 @@ SCHEMA_VERSION = 1
 FORMATS = ("tflite", "onnx")
 PRECISIONS = ("fp32", "fp16", "dynamic", "int8")
 DTYPES = ("float32", "float16", "uint8", "int8")
+#: The file suffixes of exported artifacts (what verify and benchmark look for beside a model).
+ARTIFACT_SUFFIXES = (".tflite", ".onnx")
 
 
 @dataclass(frozen=True)

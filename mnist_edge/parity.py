@@ -43,7 +43,7 @@ from mnist_edge import CLASS_NAMES, __version__
 from mnist_edge._files import sha256_file
 from mnist_edge.errors import MnistEdgeError, ModelLoadError
 from mnist_edge.evaluate import accuracy, per_class_accuracy
-from mnist_edge.manifest import PRECISIONS, Manifest, read_manifest, write_manifest
+from mnist_edge.manifest import ARTIFACT_SUFFIXES, PRECISIONS, Manifest, read_manifest, write_manifest
 
 __all__ = [
     "ARTIFACT_SUFFIXES",
@@ -60,8 +60,6 @@ __all__ = [
     "verify",
 ]
 
-#: The files ``verify`` looks for beside the model when it is given no artifacts.
-ARTIFACT_SUFFIXES = (".tflite", ".onnx")
 #: Slack for comparing float metrics against their limits (0.01 pp is one image in 10,000).
 _EPS = 1e-9
 
