@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -12,7 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 sys.path.insert(0, str(ROOT))
 
-from mnist_edge._files import atomic_write_bytes  # noqa: E402
+from mnist_edge._files import atomic_write_json  # noqa: E402
 from mnist_edge.environment import git_commit, machine_info  # noqa: E402
 
 
@@ -26,6 +25,6 @@ def write_result(name: str, payload: dict[str, Any]) -> Path:
         **payload,
     }
     path = RESULTS / f"{name}.json"
-    atomic_write_bytes(path, (json.dumps(stamped, indent=2) + "\n").encode())
+    atomic_write_json(path, stamped)
     print(f"wrote {path.relative_to(ROOT)}")
     return path

@@ -11,11 +11,13 @@ from __future__ import annotations
 import contextlib
 import glob
 import hashlib
+import json
 import os
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 TMP_MARKER = ".mnist-edge-tmp-"
 
@@ -113,6 +115,11 @@ def atomic_write_bytes(final: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``final`` so a crash leaves the old file or the new one, never half."""
     with atomic_path(final) as tmp:
         tmp.write_bytes(data)
+
+
+def atomic_write_json(final: str | os.PathLike[str], payload: Any) -> None:
+    """Indented JSON with a trailing newline, written atomically: every JSON file the toolkit leaves."""
+    atomic_write_bytes(final, (json.dumps(payload, indent=2) + "\n").encode("utf-8"))
 
 
 def atomic_write_with(final: str | os.PathLike[str], writer: Callable[[Path], object]) -> None:

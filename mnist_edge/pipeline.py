@@ -12,13 +12,18 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from mnist_edge._files import atomic_write_bytes, sha256_file
+from mnist_edge._files import atomic_write_json, sha256_file
 
 STATE_FILE = "pipeline-state.json"
+#: ``--quick``: one epoch on this many training images (fewer leave the int8 exports too close to
+#: their 99.3 % agreement limit on a barely trained model) and a short benchmark without memory probes.
+QUICK_TRAIN_IMAGES = 30_000
+QUICK_BENCH = {"batch_sizes": (1, 32, 256), "min_time": 0.05, "min_calls": 20, "memory": False}
+FULL_BENCH = {"batch_sizes": (1, 32, 1024), "min_time": 2.0, "min_calls": 100}
 
 
 @dataclass(frozen=True)
@@ -45,7 +50,6 @@ class PipelineResult:
     stages: tuple[StageResult, ...]
     parity_passed: bool
     report_path: Path
-    outputs: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -86,7 +90,7 @@ class StageState:
             "outputs": outputs,
             "files": {str(p): sha256_file(p) for p in files},
         }
-        atomic_write_bytes(self.path, (json.dumps(self.data, indent=2) + "\n").encode())
+        atomic_write_json(self.path, self.data)
 
 
 def run_stage(
@@ -119,13 +123,6 @@ def _train_config(config: PipelineConfig) -> Any:
     return TrainConfig(epochs=config.epochs, seed=config.seed, verbose=2)
 
 
-#: ``--quick``: one epoch on this many training images (fewer leave the int8 exports too close to
-#: their 99.3 % agreement limit on a barely trained model) and a short benchmark without memory probes.
-QUICK_TRAIN_IMAGES = 30_000
-QUICK_BENCH = {"batch_sizes": (1, 32, 256), "min_time": 0.05, "min_calls": 20, "memory": False}
-FULL_BENCH = {"batch_sizes": (1, 32, 1024), "min_time": 2.0, "min_calls": 100}
-
-
 def run_pipeline(
     config: PipelineConfig,
     progress: Callable[[StageResult], None] | None = None,
@@ -136,8 +133,6 @@ def run_pipeline(
     A parity failure does not stop the pipeline: benchmark and report still run, so the report
     shows the failing rows; the caller turns ``parity_passed=False`` into exit code 1.
     """
-    from dataclasses import asdict as _asdict
-
     from mnist_edge import data as data_mod
     from mnist_edge import plots
     from mnist_edge.export import expand, export_many
@@ -184,7 +179,7 @@ def run_pipeline(
     # The trained files are not pinned by hash: a model the user trained into the folder by hand is
     # kept (and exported), not overwritten; train runs again only when its config changes or a file
     # is missing.
-    train_inputs = {k: v for k, v in _asdict(train_config).items() if k != "verbose"}
+    train_inputs = {k: v for k, v in asdict(train_config).items() if k != "verbose"}
     if not (model_path.is_file() and (out / "metrics.json").is_file()):
         state.data.pop("train", None)
     stage("train", {"config": train_inputs, "data": data_mod.EXPECTED_SHA256}, do_train)
@@ -204,7 +199,7 @@ def run_pipeline(
     # 4. verify: the parity gate (its report is kept as parity.json).
     def do_verify() -> tuple[dict[str, Any], list[Path]]:
         report = verify(artifacts, model_path, data=mnist(), tolerances=DEFAULT_TOLERANCES, log=say)
-        _write_json(out / "parity.json", report.to_dict())
+        atomic_write_json(out / "parity.json", report.to_dict())
         failed = ", ".join(r.name for r in report.failed)
         note = "all PASS" if report.passed else f"FAIL: {failed}"
         return {"passed": report.passed, "note": note}, [out / "parity.json"]
@@ -228,7 +223,7 @@ def run_pipeline(
             threads=config.threads,
             **bench_options,
         )
-        _write_json(out / "benchmark.json", report.to_dict())
+        atomic_write_json(out / "benchmark.json", report.to_dict())
         plots.benchmark_chart(report.chart_rows(), out / "benchmark.png")
         return {"note": f"{report.seconds:.0f} s of measurements"}, [out / "benchmark.json"]
 
@@ -254,7 +249,3 @@ def run_pipeline(
         parity_passed=bool(verified.get("passed")),
         report_path=out / "report.md",
     )
-
-
-def _write_json(path: Path, payload: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(payload, indent=2) + "\n").encode())

@@ -119,10 +119,10 @@ def benchmark_chart(rows: Sequence[dict[str, Any]], path: str | os.PathLike[str]
     for r in rows:
         tp = r.get("throughput") or {}
         if tp:
-            sizes = sorted(int(b) for b in tp)
+            sizes = sorted(tp)
             right.plot(
                 sizes,
-                [tp[b] if b in tp else tp[str(b)] for b in sizes],
+                [tp[b] for b in sizes],
                 marker="o",
                 linestyle="--" if str(r["label"]).startswith("keras") else "-",
                 label=r["label"],

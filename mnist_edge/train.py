@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -12,10 +11,12 @@ from typing import Any
 import numpy as np
 
 from mnist_edge import CLASS_NAMES
-from mnist_edge._files import atomic_path, atomic_write_bytes, sha256_file, sweep_stale_temps
+from mnist_edge._files import atomic_path, atomic_write_json, sha256_file, sweep_stale_temps
 from mnist_edge.data import MnistData, load_mnist_data
 from mnist_edge.errors import MnistEdgeError
 
+#: What the classic tutorial reached with this recipe: printed and reported next to our results.
+TUTORIAL_ACCURACY = {"val_accuracy": 0.9794, "test_accuracy": 0.9793}
 #: Keras runs this many optimiser steps per call into the graph: identical maths, far less Python
 #: per step on CPU (the tutorial's plain ``fit`` is ``steps_per_execution=1``).
 DEFAULT_STEPS_PER_EXECUTION = 64
@@ -131,10 +132,6 @@ def save_keras(model: Any, path: str | os.PathLike[str]) -> None:
         model.save(tmp)
 
 
-def write_json(path: str | os.PathLike[str], payload: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(payload, indent=2) + "\n").encode("utf-8"))
-
-
 def evaluation_payload(model: Any, x_test: np.ndarray, y_test: np.ndarray) -> dict[str, Any]:
     """Test loss/accuracy plus per-class metrics and the confusion matrix, for metrics.json."""
     from mnist_edge.evaluate import accuracy, confusion_matrix, cross_entropy, per_class_metrics
@@ -195,8 +192,8 @@ def train(
         data_source=data.source,
         model_sha256=sha256_file(paths["model.keras"]),
     )
-    write_json(paths["history.json"], history)
-    write_json(paths["metrics.json"], metrics)
+    atomic_write_json(paths["history.json"], history)
+    atomic_write_json(paths["metrics.json"], metrics)
     plots.training_curves(history, paths["training_curves.png"])
     plots.confusion_matrix_figure(np.array(metrics["confusion_matrix"]), paths["confusion_matrix.png"])
     return TrainResult(
