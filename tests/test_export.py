@@ -7,6 +7,7 @@ read them with the engines directly (LiteRT, ONNX Runtime), never through mnist_
 from __future__ import annotations
 
 import inspect
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -201,14 +202,201 @@ def test_onnx_passes_the_full_checker_and_has_a_dynamic_batch(exported, mnist, p
         assert engine.probabilities(mnist.x_test[:n]).shape == (n, 10)
 
 
-def test_onnx_int8_is_qdq_with_float_io(exported):
+def _initializers(proto) -> dict[str, np.ndarray]:
+    from onnx import numpy_helper
+
+    return {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
+
+
+def test_onnx_int8_is_qdq_with_uint8_io(exported):
+    """Like the int8 TFLite model: uint8 pixels in (scale 1/255, zero point 0), the quantised
+    softmax out, with the output's scale and zero point in the manifest read from the graph."""
     import onnx
+    import onnxruntime as ort
 
     result = exported["onnx", "int8"]
-    ops = {node.op_type for node in onnx.load(str(result.path)).graph.node}
-    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
-    assert result.manifest.input.dtype == result.manifest.output.dtype == "float32"
-    assert not result.manifest.input.quantized and "QDQ" in result.manifest.preprocessing["description"]
+    proto = onnx.load(str(result.path))
+    graph = proto.graph
+    ops = [node.op_type for node in graph.node]
+    assert {"QuantizeLinear", "DequantizeLinear"} <= set(ops)
+    uint8 = onnx.TensorProto.UINT8
+    assert graph.input[0].type.tensor_type.elem_type == uint8
+    assert graph.output[0].type.tensor_type.elem_type == uint8
+    session = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
+    assert [(i.name, i.type) for i in session.get_inputs()] == [("pixels", "tensor(uint8)")]
+    assert [(o.name, o.type) for o in session.get_outputs()] == [("probabilities", "tensor(uint8)")]
+
+    manifest = result.manifest
+    assert (manifest.input.dtype, manifest.output.dtype) == ("uint8", "uint8")
+    assert manifest.input.scale == float(np.float32(1 / 255)) and manifest.input.zero_point == 0
+    # The output is written by the softmax's QuantizeLinear itself; its parameters are the manifest's.
+    (writer,) = [node for node in graph.node if "probabilities" in node.output]
+    assert writer.op_type == "QuantizeLinear"
+    values = _initializers(proto)
+    scale, zero_point = values[writer.input[1]], values[writer.input[2]]
+    assert scale.dtype == np.float32 and zero_point.dtype == np.uint8
+    assert (manifest.output.scale, manifest.output.zero_point) == (float(scale), int(zero_point))
+    # Nothing quantises the pixels any more, and no initializer is left unread.
+    assert not [n for n in graph.node if n.op_type == "QuantizeLinear" and n.input[0] == "pixels"]
+    read = {name for node in graph.node for name in node.input}
+    assert set(values) <= read
+    assert "uint8 pixels as they are" in manifest.preprocessing["description"]
+    assert manifest.preprocessing["divide_by"] == 255.0
+
+
+def test_onnx_int8_input_quantisation_maps_every_pixel_to_itself(exported):
+    """QuantizeLinear(pixel / 255) with the model's input scale and zero point, run by ONNX
+    Runtime, is the pixel for all 256 values: dropping that node loses nothing."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import helper, numpy_helper
+
+    spec = exported["onnx", "int8"].manifest.input
+    node = helper.make_node("QuantizeLinear", ["real", "scale", "zero_point"], ["q"])
+    graph = helper.make_graph(
+        [node],
+        "quantise",
+        [helper.make_tensor_value_info("real", onnx.TensorProto.FLOAT, [256])],
+        [helper.make_tensor_value_info("q", onnx.TensorProto.UINT8, [256])],
+        [
+            numpy_helper.from_array(np.array(spec.scale, np.float32), "scale"),
+            numpy_helper.from_array(np.array(spec.zero_point, np.uint8), "zero_point"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    pixels = np.arange(256, dtype=np.uint8)
+    for real in (pixels.astype(np.float32) / np.float32(255), (pixels / 255).astype(np.float32)):
+        (q,) = session.run(None, {"real": real})
+        assert q.dtype == np.uint8 and np.array_equal(q, pixels)
+
+
+def test_onnx_int8_uint8_io_gives_what_the_model_gave_before_surgery(
+    monkeypatch, tmp_path, tiny_model_path, mnist, exported
+):
+    """The quantised model as ``quantize_static`` wrote it (float pixels / 255 in, dequantised
+    float out) and the uint8 one agree exactly: same uint8 probabilities, same top-1."""
+    import copy
+
+    import onnxruntime as ort
+
+    from mnist_edge.export import onnx as onnx_export
+
+    before = []
+    surgery = onnx_export.integer_io
+
+    def spy(model):
+        before.append(copy.deepcopy(model))
+        return surgery(model)
+
+    monkeypatch.setattr(onnx_export, "integer_io", spy)
+    result = export(tiny_model_path, "onnx", "int8", tmp_path, data=mnist)
+    assert len(before) == 1
+    # Same model, same calibration: the same output quantisation as the file the other tests check
+    # (the bytes differ: tf2onnx numbers its node names per process).
+    assert result.manifest.output == exported["onnx", "int8"].manifest.output
+
+    pixels = mnist.x_test[:SMOKE_IMAGES]
+    float_io = ort.InferenceSession(before[0].SerializeToString(), providers=["CPUExecutionProvider"])
+    (expected,) = float_io.run(None, {"pixels": (pixels / 255).astype(np.float32)})
+    assert expected.dtype == np.float32
+    uint8_io = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
+    (raw,) = uint8_io.run(None, {"pixels": pixels})
+    assert raw.dtype == np.uint8 and raw.shape == (SMOKE_IMAGES, 10)
+    out = result.manifest.output
+    dequantised = (raw.astype(np.float32) - out.zero_point) * np.float32(out.scale)
+    np.testing.assert_array_equal(dequantised, expected)
+    fp32 = Engine(exported["onnx", "fp32"]).probabilities(pixels)
+    agree = int((np.argmax(raw, axis=1) == np.argmax(fp32, axis=1)).sum())
+    assert agree >= 99, f"{agree}/{SMOKE_IMAGES} agree with the fp32 ONNX model"
+
+
+#: The input quantisation under which quantise(pixels / 255) == pixels.
+RAW_PIXEL_SCALE, RAW_PIXEL_ZERO_POINT = np.float32(1 / 255), np.uint8(0)
+
+
+def _qdq_model(input_scale=RAW_PIXEL_SCALE, input_zero_point=RAW_PIXEL_ZERO_POINT, *, quantise_input=True):
+    """A small QDQ graph shaped like quantize_static's output: pixels -> Reshape -> Q -> DQ ->
+    MatMul -> Softmax -> Q -> DQ -> probabilities, all float I/O."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    weights = np.random.default_rng(0).normal(0, 0.05, (784, 10)).astype(np.float32)
+    initializers = {
+        "shape": np.array([-1, 784], np.int64),
+        "in_scale": np.asarray(input_scale),
+        "in_zero_point": np.asarray(input_zero_point),
+        "weights": weights,
+        "out_scale": np.array(1 / 256, np.float32),
+        "out_zero_point": np.array(0, np.uint8),
+    }
+    nodes = [helper.make_node("Reshape", ["pixels", "shape"], ["flat"])]
+    if quantise_input:
+        nodes += [
+            helper.make_node("QuantizeLinear", ["flat", "in_scale", "in_zero_point"], ["flat_q"]),
+            helper.make_node("DequantizeLinear", ["flat_q", "in_scale", "in_zero_point"], ["flat_dq"]),
+            helper.make_node("MatMul", ["flat_dq", "weights"], ["logits"]),
+        ]
+    else:
+        nodes.append(helper.make_node("MatMul", ["flat", "weights"], ["logits"]))
+        del initializers["in_scale"], initializers["in_zero_point"]
+    nodes += [
+        helper.make_node("Softmax", ["logits"], ["soft"]),
+        helper.make_node("QuantizeLinear", ["soft", "out_scale", "out_zero_point"], ["soft_q"]),
+        helper.make_node("DequantizeLinear", ["soft_q", "out_scale", "out_zero_point"], ["probabilities"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "qdq",
+        [helper.make_tensor_value_info("pixels", onnx.TensorProto.FLOAT, ["batch", 28, 28])],
+        [helper.make_tensor_value_info("probabilities", onnx.TensorProto.FLOAT, ["batch", 10])],
+        [numpy_helper.from_array(value, name) for name, value in initializers.items()],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_integer_io_turns_a_qdq_graph_into_uint8_io(mnist):
+    import onnx
+    import onnxruntime as ort
+
+    from mnist_edge.export.onnx import integer_io
+
+    model = _qdq_model()
+    float_io = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    assert integer_io(model) == (float(np.float32(1 / 256)), 0)
+    onnx.checker.check_model(model, full_check=True)
+    assert [n.op_type for n in model.graph.node] == [
+        "Reshape",
+        "DequantizeLinear",
+        "MatMul",
+        "Softmax",
+        "QuantizeLinear",
+    ]
+    assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+    uint8_io = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    pixels = mnist.x_test[:8]
+    (expected,) = float_io.run(None, {"pixels": (pixels / 255).astype(np.float32)})
+    (raw,) = uint8_io.run(None, {"pixels": pixels})
+    assert raw.dtype == np.uint8
+    np.testing.assert_array_equal(raw.astype(np.float32) / 256, expected)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        ({"input_scale": np.float32(1 / 256)}, "not float32(1/255)"),
+        ({"input_scale": np.nextafter(RAW_PIXEL_SCALE, np.float32(1))}, "not float32(1/255)"),
+        ({"input_zero_point": np.uint8(1)}, "not float32(1/255)"),
+        ({"input_zero_point": np.int8(0)}, "not float32(1/255)"),
+        ({"quantise_input": False}, "does not start by quantising its input 'pixels'"),
+    ],
+    ids=["scale-1/256", "scale-off-by-an-ulp", "zero-point-1", "int8-zero-point", "no-input-quantizer"],
+)
+def test_integer_io_refuses_an_input_that_is_not_raw_pixels(kwargs, needle):
+    from mnist_edge.export.onnx import integer_io
+
+    with pytest.raises(ExportError, match=re.escape(needle)):
+        integer_io(_qdq_model(**kwargs))
 
 
 def test_sizes_shrink_as_promised(exported):
