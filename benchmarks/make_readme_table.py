@@ -82,15 +82,19 @@ def overhead_section(data: dict[str, Any]) -> list[str]:
     lines = [
         "### Runtime overhead (`benchmarks/runtime_overhead.py`)",
         "",
-        "| artifact | batch | bare engine µs | runtime µs | ratio | budget |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| artifact | batch | bare engine µs | runtime µs | ratio | rounds (min-max) | budget |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         mark = "" if r.get("within_budget", True) else " (over)"
+        spread = f"{r['ratio_min']:.3f}-{r['ratio_max']:.3f}" if "ratio_min" in r else "-"
         lines.append(
             f"| {r['artifact']} | {r['batch']} | {r['bare_us']:.1f} | {r['wrapper_us']:.1f} | "
-            f"{r['ratio']:.3f}{mark} | <= {r['budget']} |"
+            f"{r['ratio']:.3f}{mark} | {spread} | <= {r['budget']} |"
         )
+    rounds = (data.get("machine") or {}).get("rounds")
+    if rounds:
+        lines += ["", f"Each ratio is the median of {rounds} rounds measured call by call in one run."]
     return [*lines, ""]
 
 

@@ -4,13 +4,15 @@
 
 "Bare" is the engine call sequence a hand-written app would make on ready-made model input
 (LiteRT: ``set_tensor`` + ``invoke`` + ``get_tensor``; onnxruntime: ``session.run``), on its own
-engine instance with the same settings (1 thread). "Wrapper" is ``Classifier.predict_proba`` on
-uint8 pixels, which also validates, converts to the model's input and dequantises/normalises the
-output. The two alternate in short blocks so that machine noise hits both alike; each figure is
-the median over blocks of the mean time per call (the best block is recorded too). Time is the
-calling thread's CPU time by default - at 1 engine thread both engines compute on the calling
-thread, and other processes on a shared machine then do not count - or elapsed time (--clock wall).
-Budgets (from issue 4): median ratio <= 1.25 at batch 1, <= 1.05 at batch 1,024. Writes
+engine instance with the same settings (1 thread) - ``mnist-edge benchmark``'s raw baseline.
+"Wrapper" is ``Classifier.predict_proba`` on uint8 pixels, which also validates, converts to the
+model's input and dequantises/normalises the output. Both see the same real test digits: batch 1
+steps through 1,000 of them, batch 1,024 is the first 1,024. The two alternate call by call (which one
+goes first alternates too) and every call is timed on its own, so slow drifts of a shared
+machine hit both alike; each figure is the median over calls, which ignores the calls an
+interruption hit. This repeats for several rounds; the ratio reported is the median round's,
+with the lowest and highest beside it, so the run shows its own repeatability. Budgets (from
+issue 4): ratio <= 1.25 at batch 1, <= 1.05 at batch 1,024. Writes
 ``benchmarks/results/runtime_overhead.json``.
 """
 
@@ -20,7 +22,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -32,79 +33,33 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mnist_edge.runtime import load  # noqa: E402
-from mnist_edge.runtime.preprocess import quantize  # noqa: E402
+from mnist_edge.bench import Contender  # noqa: E402
+from mnist_edge.data import load_mnist_data  # noqa: E402
 
 BUDGET = {1: 1.25, 1024: 1.05}
-#: (blocks, calls per block) per batch size: about a second per artifact and batch size.
-PLAN = {1: (300, 40), 1024: (40, 1)}
+#: Timed call pairs per round, per batch size: about half a second per round at batch 1, two at 1,024.
+PAIRS = {1: 5000, 1024: 200}
+ROUNDS = 5
 OUT = ROOT / "benchmarks" / "results" / "runtime_overhead.json"
-CLOCKS = {"cpu": time.thread_time_ns, "wall": time.perf_counter_ns}
 
 
-def bare_litert(path: Path, pixels: np.ndarray) -> Callable[[], Any]:
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_path=str(path), num_threads=1)
-    detail = interpreter.get_input_details()[0]
-    index, out_index = detail["index"], interpreter.get_output_details()[0]["index"]
-    interpreter.resize_tensor_input(index, [len(pixels), *detail["shape"][1:]])
-    interpreter.allocate_tensors()
-    dtype = np.dtype(detail["dtype"])
-    if dtype.kind == "f":
-        x = (pixels.astype(np.float32) / 255).astype(dtype).reshape(len(pixels), *detail["shape"][1:])
-    else:
-        from mnist_edge.manifest import TensorSpec
-
-        scale, zero_point = detail["quantization"]
-        spec = TensorSpec("in", (None,), dtype.name, float(scale), int(zero_point))
-        x = quantize(pixels.astype(np.float32) / 255, spec).reshape(len(pixels), *detail["shape"][1:])
-
-    def call() -> Any:
-        interpreter.set_tensor(index, x)
-        interpreter.invoke()
-        return interpreter.get_tensor(out_index)
-
-    return call
-
-
-def bare_onnx(path: Path, pixels: np.ndarray) -> Callable[[], Any]:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
-    node = session.get_inputs()[0]
-    inner = [d for d in node.shape[1:]]
-    x = (pixels.astype(np.float32) / 255).reshape(len(pixels), *inner)
-    feed, outputs = {node.name: x}, [session.get_outputs()[0].name]
-    return lambda: session.run(outputs, feed)
-
-
-def timed_blocks(
-    a: Callable[[], Any], b: Callable[[], Any], blocks: int, calls: int, clock: Callable[[], int]
-) -> dict[str, float]:
-    """Per-call microseconds of ``a`` and ``b`` (median and best block), measured in alternating blocks."""
-    for _ in range(max(3, calls * 5)):  # warm-up: allocations, caches, branch predictors
+def paired_medians(a: Callable[[], Any], b: Callable[[], Any], pairs: int) -> tuple[float, float]:
+    """Median microseconds per call of ``a`` and ``b``, timed call by call in alternating order."""
+    clock = time.perf_counter_ns
+    for _ in range(max(3, pairs // 10)):  # warm-up: allocations, caches, branch predictors
         a()
         b()
-    times_a, times_b = [], []
-    for i in range(blocks):
-        # Alternate which goes first, so neither always runs on a cache the other just warmed.
-        order = ((a, times_a), (b, times_b)) if i % 2 == 0 else ((b, times_b), (a, times_a))
-        for func, sink in order:
-            start = clock()
-            for _ in range(calls):
-                func()
-            sink.append((clock() - start) / calls / 1000)
-    return {
-        "a_median": statistics.median(times_a),
-        "b_median": statistics.median(times_b),
-        "a_min": min(times_a),
-        "b_min": min(times_b),
-    }
+    times = {a: np.empty(pairs), b: np.empty(pairs)}
+    for i in range(pairs):
+        first, second = (a, b) if i % 2 == 0 else (b, a)
+        t0 = clock()
+        first()
+        t1 = clock()
+        second()
+        t2 = clock()
+        times[first][i], times[second][i] = t1 - t0, t2 - t1
+    times_a, times_b = times[a], times[b]
+    return float(np.median(times_a)) / 1000, float(np.median(times_b)) / 1000
 
 
 def _load_average() -> list[float] | None:
@@ -116,20 +71,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folder", type=Path, help="folder holding exported .tflite/.onnx artifacts")
     parser.add_argument("--out", type=Path, default=OUT, help=f"JSON results (default {OUT})")
-    parser.add_argument(
-        "--clock",
-        choices=sorted(CLOCKS),
-        default="cpu",
-        help="cpu: this thread's CPU time (other processes on a shared machine do not count; the "
-        "engines run on the calling thread at 1 thread); wall: elapsed time. Default cpu.",
-    )
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help=f"rounds per figure (default {ROUNDS})")
     args = parser.parse_args(argv)
 
     artifacts = sorted(p for p in args.folder.iterdir() if p.suffix in (".tflite", ".onnx"))
     if not artifacts:
         print(f"no .tflite or .onnx files in {args.folder}", file=sys.stderr)
         return 2
-    rng = np.random.default_rng(0)
+    images = load_mnist_data(log=lambda _msg: None).x_test
     machine = {
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
@@ -137,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         "python": platform.python_version(),
         "numpy": np.__version__,
         "threads": 1,
-        "clock": args.clock,
+        "rounds": args.rounds,
         "load_average_at_start": _load_average(),
     }
     for module in ("ai_edge_litert", "onnxruntime"):
@@ -149,26 +98,28 @@ def main(argv: list[str] | None = None) -> int:
             pass
     print(
         f"# {machine['processor']}, {machine['cpu_count']} CPUs, load {machine['load_average_at_start']}, "
-        f"engine threads 1, numpy {np.__version__}, clock: {args.clock}"
+        f"engine threads 1, numpy {np.__version__}, {args.rounds} rounds"
     )
     print(
         f"{'artifact':22s} {'batch':>5s} {'bare us':>9s} {'wrapper us':>10s} {'ratio':>6s}  "
-        f"{'(best-block ratio)':>18s}  budget"
+        f"{'(rounds: min-max)':>17s}  budget"
     )
     rows = []
     for path in artifacts:
-        clf = load(path)
-        for batch, (blocks, calls) in PLAN.items():
-            pixels = rng.integers(0, 256, (batch, 28, 28), dtype=np.uint8)
-            bare = (bare_litert if path.suffix == ".tflite" else bare_onnx)(path, pixels)
-            wrapper = lambda c=clf, p=pixels: c.predict_proba(p)  # noqa: E731
-            t = timed_blocks(bare, wrapper, blocks, calls, CLOCKS[args.clock])
-            bare_us, wrapper_us = t["a_median"], t["b_median"]
-            ratio, best_ratio = wrapper_us / bare_us, t["b_min"] / t["a_min"]
+        contender = Contender(path, images, threads=1)
+        clf = contender.clf
+        for batch, pairs in PAIRS.items():
+            wrapper, bare = contender.callables(batch)
+            rounds = [paired_medians(bare, wrapper, pairs) for _ in range(args.rounds)]
+            ratios = [w / b for b, w in rounds]
+            middle = sorted(range(len(rounds)), key=ratios.__getitem__)[len(rounds) // 2]
+            bare_us, wrapper_us = rounds[middle]
+            ratio = ratios[middle]
             ok = ratio <= BUDGET[batch]
             print(
                 f"{path.name:22s} {batch:5d} {bare_us:9.1f} {wrapper_us:10.1f} {ratio:6.3f}  "
-                f"{best_ratio:18.3f}  <= {BUDGET[batch]} {'ok' if ok else 'OVER'}"
+                f"{min(ratios):8.3f}-{max(ratios):.3f}  <= {BUDGET[batch]} {'ok' if ok else 'OVER'}",
+                flush=True,
             )
             rows.append(
                 {
@@ -179,9 +130,9 @@ def main(argv: list[str] | None = None) -> int:
                     "bare_us": round(bare_us, 2),
                     "wrapper_us": round(wrapper_us, 2),
                     "ratio": round(ratio, 4),
-                    "bare_best_us": round(t["a_min"], 2),
-                    "wrapper_best_us": round(t["b_min"], 2),
-                    "best_ratio": round(best_ratio, 4),
+                    "ratio_min": round(min(ratios), 4),
+                    "ratio_max": round(max(ratios), 4),
+                    "round_ratios": [round(r, 4) for r in ratios],
                     "budget": BUDGET[batch],
                     "within_budget": ok,
                 }

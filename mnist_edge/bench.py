@@ -25,6 +25,7 @@ imported only inside the Keras measurement.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -50,6 +51,7 @@ __all__ = [
     "DEFAULT_MIN_TIME",
     "ArtifactBenchmark",
     "BenchmarkReport",
+    "Contender",
     "KerasBenchmark",
     "LatencyStats",
     "MemoryProbe",
@@ -58,8 +60,10 @@ __all__ = [
     "benchmark_keras",
     "check_artifacts",
     "measure_memory",
+    "model_input",
     "parse_batch_sizes",
     "parse_duration",
+    "raw_engine",
     "time_interleaved",
 ]
 
@@ -70,6 +74,8 @@ DEFAULT_MIN_CALLS = 100
 BLOCK_SECONDS = 0.01
 #: Loads timed per artifact for ``load_seconds`` (the median is reported).
 LOAD_REPEATS = 3
+#: Different test digits the batch-1 measurements cycle through.
+SINGLE_IMAGES = 1000
 
 #: ``progress(completed, total, description)``: called before each step and once at the end.
 Progress = Callable[[int, int, str], None]
@@ -710,7 +716,7 @@ def time_interleaved(
 # --------------------------------------------------------------------------- engines
 
 
-def _model_input(pixels: np.ndarray, spec: TensorSpec, inner: Sequence[int], divide_by: float) -> np.ndarray:
+def model_input(pixels: np.ndarray, spec: TensorSpec, inner: Sequence[int], divide_by: float) -> np.ndarray:
     """uint8 pixels as the model's own input: quantised integers, or ``float32(pixels) / divide_by`` in
     the model's float dtype. Computed once, outside the timed loop: the raw baseline does no conversion."""
     from mnist_edge.runtime.preprocess import quantize
@@ -732,17 +738,22 @@ class _RawLiteRT:
         self.out_index = self.interpreter.get_output_details()[0]["index"]
         self.inner = [int(d) for d in detail["shape"][1:]]
 
-    def runner(self, x: np.ndarray) -> Callable[[], np.ndarray]:
+    def caller(self, shape: Sequence[int]) -> Callable[[np.ndarray], np.ndarray]:
+        """``call(x)`` for model input ``x`` of ``shape`` (the input tensor is resized once, here)."""
         interpreter, index, out_index = self.interpreter, self.index, self.out_index
-        interpreter.resize_tensor_input(index, list(x.shape), strict=False)
+        interpreter.resize_tensor_input(index, list(shape), strict=False)
         interpreter.allocate_tensors()
 
-        def call() -> np.ndarray:
+        def call(x: np.ndarray) -> np.ndarray:
             interpreter.set_tensor(index, x)
             interpreter.invoke()
             return interpreter.get_tensor(out_index)
 
         return call
+
+    def runner(self, x: np.ndarray) -> Callable[[], np.ndarray]:
+        call = self.caller(x.shape)
+        return lambda: call(x)
 
 
 class _RawOnnx:
@@ -764,12 +775,16 @@ class _RawOnnx:
         self.outputs = [self.session.get_outputs()[0].name]
         self.inner = [int(d) for d in node.shape[1:]]
 
+    def caller(self, shape: Sequence[int]) -> Callable[[np.ndarray], np.ndarray]:
+        run, name, outputs = self.session.run, self.name, self.outputs
+        return lambda x: run(outputs, {name: x})[0]
+
     def runner(self, x: np.ndarray) -> Callable[[], np.ndarray]:
-        run, feed, outputs = self.session.run, {self.name: x}, self.outputs
-        return lambda: run(outputs, feed)[0]
+        call = self.caller(x.shape)
+        return lambda: call(x)
 
 
-def _raw_engine(path: Path, threads: int) -> _RawLiteRT | _RawOnnx:
+def raw_engine(path: Path, threads: int) -> _RawLiteRT | _RawOnnx:
     return _RawLiteRT(path, threads) if path.suffix.lower() == ".tflite" else _RawOnnx(path, threads)
 
 
@@ -802,7 +817,7 @@ def _parity_accuracy(path: Path) -> float | None:
     return None if accuracy is None else float(accuracy)
 
 
-class _Contender:
+class Contender:
     """One artifact, loaded twice: through the runtime (the wrapper) and as a bare engine (raw)."""
 
     def __init__(self, path: Path, images: np.ndarray, threads: int) -> None:
@@ -811,16 +826,28 @@ class _Contender:
         self.clf, self.load_seconds = _timed_load(path, threads, images[:1])
         manifest = self.clf.manifest
         self.divide_by = float(manifest.preprocessing.get("divide_by", 255.0)) if manifest else 255.0
-        self.raw = _raw_engine(path, threads)
+        self.raw = raw_engine(path, threads)
         self.latency: dict[int, LatencyStats] = {}
         self.raw_latency: dict[int, LatencyStats] = {}
         self.agreement: float | None = None
 
     def callables(self, size: int) -> tuple[Callable[[], Any], Callable[[], Any]]:
-        """(wrapper on uint8 pixels, raw engine on the same images already in the model's input)."""
-        pixels = _batch(self.images, size)
-        raw_call = self.raw.runner(_model_input(pixels, self.clf.input_spec, self.raw.inner, self.divide_by))
+        """(wrapper on uint8 pixels, raw engine on the same images already in the model's input).
+
+        Batch 1 walks through up to :data:`SINGLE_IMAGES` different test digits, the same digit
+        for both at each step: a latency figure from one image over and over would flatter any
+        per-input caching (the runtime remembers quantised output rows) and the CPU's caches.
+        """
         predict_proba = self.clf.predict_proba
+        if size == 1:
+            pixels = np.ascontiguousarray(self.images[:SINGLE_IMAGES])
+            inputs = model_input(pixels, self.clf.input_spec, self.raw.inner, self.divide_by)
+            call = self.raw.caller(inputs[:1].shape)
+            next_pixels = itertools.cycle([pixels[i : i + 1] for i in range(len(pixels))]).__next__
+            next_input = itertools.cycle([inputs[i : i + 1] for i in range(len(inputs))]).__next__
+            return (lambda: predict_proba(next_pixels())), (lambda: call(next_input()))
+        pixels = _batch(self.images, size)
+        raw_call = self.raw.runner(model_input(pixels, self.clf.input_spec, self.raw.inner, self.divide_by))
         return (lambda: predict_proba(pixels)), raw_call
 
     def result(self, memory: MemoryProbe | None, threads: int) -> ArtifactBenchmark:
@@ -858,7 +885,7 @@ def benchmark_artifacts(
     contenders = []
     for path in map(Path, paths):
         step(f"{path.name}: load (wrapper and raw engine)")
-        contenders.append(_Contender(path, images, threads))
+        contenders.append(Contender(path, images, threads))
     for size in sizes:
         step(f"batch {size}: {len(contenders)} artifact(s), wrapper and raw engine taking turns")
         funcs = [f for c in contenders for f in c.callables(size)]
