@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from mnist_edge.environment import INT8_DOT_FLAGS
 from mnist_edge.errors import MnistEdgeError, ModelLoadError
 from mnist_edge.manifest import ARTIFACT_SUFFIXES, TensorSpec, read_manifest
 
@@ -411,6 +412,10 @@ class BenchmarkReport:
             if name in versions
         )
         cpu = f"{m.get('cpu', '?')}, {m.get('cores', '?')} cores"
+        simd = m.get("simd")
+        if simd is not None:  # what int8 can gain here depends on it (environment.INT8_DOT_FLAGS)
+            dot = [f for f in simd if f in INT8_DOT_FLAGS]
+            cpu += f" ({' '.join(simd) or 'no SIMD flags read'}; int8 dot product: {' '.join(dot) or 'none'})"
         return f"{cpu}; {self.threads} engine thread(s); Python {m.get('python', '?')}; {libs}"
 
     def table_columns(self) -> list[str]:

@@ -12,6 +12,29 @@ from typing import Any
 PACKAGES = ("mnist-edge", "numpy", "tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "ai-edge-litert")
 
 
+#: CPU features that bound what the engines' kernels can do, as /proc/cpuinfo spells them (x86, Arm).
+SIMD_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "asimd", "asimddp", "i8mm")
+#: int8 dot-product instructions: without one of these, an int8 matrix multiply does about as many
+#: multiply-adds per cycle as float32 FMA (x86: VPMADDUBSW/VPMADDWD pairs), so int8 models gain
+#: from smaller weights and memory traffic, not from arithmetic.
+INT8_DOT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm")
+
+
+def simd_features(cpuinfo: str | None = None) -> list[str]:
+    """The :data:`SIMD_FLAGS` this CPU has (empty if /proc/cpuinfo is unreadable)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return []
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip().lower() in ("flags", "features"):
+            present = set(value.split())
+            return [flag for flag in SIMD_FLAGS if flag in present]
+    return []
+
+
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -47,6 +70,7 @@ def machine_info() -> dict[str, Any]:
     return {
         "cpu": cpu_model(),
         "cores": os.cpu_count(),
+        "simd": simd_features(),
         "machine": platform.machine(),
         "system": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),

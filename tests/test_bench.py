@@ -181,6 +181,21 @@ def test_report_round_trips_through_json_and_renders_markdown(report):
     )
 
 
+def test_the_machine_line_says_whether_int8_has_dot_product_instructions(report):
+    from dataclasses import replace
+
+    from mnist_edge.environment import simd_features
+
+    x86 = "processor : 0\nflags : fpu sse2 avx2 fma bmi2 sha_ni\n"
+    assert simd_features(x86) == ["avx2", "fma"]
+    assert simd_features("Features : fp asimd asimddp i8mm\n") == ["asimd", "asimddp", "i8mm"]
+    assert simd_features("no flags line\n") == []
+    plain = replace(report, machine={**report.machine, "simd": ["avx2", "fma"]})
+    assert "(avx2 fma; int8 dot product: none)" in plain.machine_line()
+    vnni = replace(report, machine={**report.machine, "simd": ["avx2", "fma", "avx512f", "avx512_vnni"]})
+    assert "int8 dot product: avx512_vnni" in vnni.machine_line()
+
+
 def test_accuracy_comes_from_the_manifest_parity_block(exported, images, tmp_path):
     from mnist_edge.manifest import read_manifest, write_manifest
 

@@ -74,8 +74,10 @@ def test_a_row_gives_the_same_probabilities_alone_or_in_a_batch(spec):
     convert = make_output_converter(spec, normalize=True, logits=False)
     raw = _rows(spec, 300)
     batch = convert(raw)
-    levels = raw.astype(np.float64) - spec.zero_point
-    np.testing.assert_array_equal(batch, (levels / levels.sum(axis=1, keepdims=True)).astype(np.float32))
+    levels = (raw.astype(np.int64) - spec.zero_point).astype(np.float32)  # exact small integers
+    np.testing.assert_array_equal(batch, levels / levels.sum(axis=1, keepdims=True))
+    assert batch.dtype == np.float32
+    np.testing.assert_allclose(batch.sum(axis=1), 1.0, atol=1e-6)
     for _ in range(2):  # first pass computes each row, second pass finds it remembered
         single = np.concatenate([convert(raw[i : i + 1]) for i in range(len(raw))])
         np.testing.assert_array_equal(single, batch)
