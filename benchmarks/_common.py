@@ -28,3 +28,8 @@ def write_result(name: str, payload: dict[str, Any]) -> Path:
     atomic_write_json(path, stamped)
     print(f"wrote {path.relative_to(ROOT)}")
     return path
+
+
+def cli(*args: str) -> list[str]:
+    """The command line that runs ``mnist-edge ARGS`` with this interpreter."""
+    return [sys.executable, "-m", "mnist_edge", *args]

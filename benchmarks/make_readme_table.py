@@ -112,6 +112,15 @@ def readme_table(results: Path = RESULTS) -> str:
     overhead = _load(results / "runtime_overhead.json")
     if overhead:
         lines += overhead_section(overhead)
+    repeat = _load(results / "repeatability.json")
+    if repeat:
+        lines += [
+            f"Repeatability (`benchmarks/repeatability.py`): two back-to-back `mnist-edge benchmark` runs "
+            f"agreed within {repeat['max_abs_change']:.1%} on all {repeat['figures']} p50 figures (median "
+            f"change {repeat['median_abs_change']:.1%}; largest: {repeat['worst']}; target within "
+            f"{repeat['target']:.0%}).",
+            "",
+        ]
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -1,6 +1,6 @@
 """One command for every number in the README: train, export + verify, overhead, benchmark, table.
 
-    python benchmarks/run_all.py                                   # everything (about 10 minutes)
+    python benchmarks/run_all.py                                   # everything (about 15 minutes)
     python benchmarks/run_all.py --steps benchmark,table           # re-measure the exported artifacts
     python benchmarks/run_all.py --steps table --update-readme     # regenerate README's block only
 
@@ -13,6 +13,7 @@ Steps, in order (``--steps`` picks a subset):
 * ``overhead``  ``runtime_overhead.py`` on the artifacts;
 * ``benchmark`` :func:`mnist_edge.bench.benchmark` on every artifact plus the Keras reference:
                 ``benchmark.json``, ``benchmark.md`` and ``benchmark.png``;
+* ``repeat``    ``repeatability.py``: ``mnist-edge benchmark`` twice more, every median compared;
 * ``table``     README's results block from the JSON (``make_readme_table.py``), written to
                 ``readme_table.md``; with ``--update-readme`` also into README.md between its markers.
 
@@ -28,19 +29,15 @@ import sys
 import time
 from pathlib import Path
 
-from _common import RESULTS, ROOT, write_result
+from _common import RESULTS, ROOT, cli, write_result
 
-STEPS = ("train", "export", "overhead", "benchmark", "table")
+STEPS = ("train", "export", "overhead", "benchmark", "repeat", "table")
 HERE = Path(__file__).resolve().parent
 
 
 def run(args: list[str]) -> None:
     print(f"$ {' '.join(args)}", flush=True)
     subprocess.run(args, cwd=ROOT, check=True)
-
-
-def cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "mnist_edge", *args]
 
 
 def benchmark_step(folder: Path, model: Path, threads: int, batch_sizes: str, min_time: str) -> None:
@@ -100,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         if not model.is_file():
             raise SystemExit(f"{model} does not exist: run the train step first")
         benchmark_step(folder, model, args.threads, args.batch_sizes, args.min_time)
+    if "repeat" in steps:
+        run([sys.executable, str(HERE / "repeatability.py"), str(folder), "--min-time", args.min_time])
     if "table" in steps:
         out = RESULTS / "readme_table.md"
         table = [sys.executable, str(HERE / "make_readme_table.py"), "--out", str(out)]

@@ -361,3 +361,25 @@ def test_readme_block_is_rewritten_between_the_markers_only(readme_tools, tmp_pa
     readme.write_text("no markers\n")
     with pytest.raises(SystemExit):
         readme_tools.update_readme("x", readme)
+
+
+def test_repeatability_compares_every_median_of_two_runs_and_lands_in_the_table(
+    report, readme_tools, tmp_path
+):
+    import repeatability  # beside make_readme_table, on the path readme_tools set up
+
+    first = report.to_dict()
+    second = json.loads(json.dumps(first))
+    row = second["rows"][0]
+    row["latency_by_batch"]["1"]["p50_us"] *= 1.2  # one figure 20 % slower in the second run
+    rows = repeatability.compare(repeatability.p50s(first), repeatability.p50s(second))
+    assert len(rows) == 2 * sum(len(r["latency_by_batch"]) for r in first["rows"])
+    changed = [r for r in rows if abs(r["change"]) > 1e-12]
+    assert [r["figure"] for r in changed] == [f"{Path(row['path']).name} wrapper 1"]
+    assert changed[0]["change"] == pytest.approx(0.2)
+    (tmp_path / "repeatability.json").write_text(
+        json.dumps(
+            {"figures": 12, "max_abs_change": 0.034, "median_abs_change": 0.012, "worst": "x", "target": 0.1}
+        )
+    )
+    assert "agreed within 3.4% on all 12 p50 figures" in readme_tools.readme_table(tmp_path)
