@@ -377,9 +377,14 @@ def test_repeatability_compares_every_median_of_two_runs_and_lands_in_the_table(
     changed = [r for r in rows if abs(r["change"]) > 1e-12]
     assert [r["figure"] for r in changed] == [f"{Path(row['path']).name} wrapper 1"]
     assert changed[0]["change"] == pytest.approx(0.2)
+    ratio_moves = repeatability.ratio_changes(repeatability.p50s(first), repeatability.p50s(second))
+    assert len(ratio_moves) == len(rows) // 2
+    assert sorted(abs(c) for c in ratio_moves)[-2:] == [0.0, pytest.approx(0.2)]
     (tmp_path / "repeatability.json").write_text(
         json.dumps(
             {"figures": 12, "max_abs_change": 0.034, "median_abs_change": 0.012, "worst": "x", "target": 0.1}
         )
     )
-    assert "agreed within 3.4% on all 12 p50 figures" in readme_tools.readme_table(tmp_path)
+    block = readme_tools.readme_table(tmp_path)
+    assert "over 12 p50 figures the median change was 1.2% and the largest 3.4% (x)" in block
+    assert "target within 10%: met." in block
