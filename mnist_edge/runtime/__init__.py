@@ -299,10 +299,11 @@ class Classifier:
         when the pixels are the model input, else the conversion fused with it."""
         backend = self._backend
         if plan.deferred:
-            return backend.converted_runner(plan.write, finish, plan.divisor)
+            return backend.converted_runner(plan.write, finish)
+        run = self._engine_run if finish is None else backend.runner(finish)
         if plan.from_uint8 is None:
-            return backend.runner(finish)
-        from_uint8, run = plan.from_uint8, backend.runner(finish)
+            return run
+        from_uint8 = plan.from_uint8
         return lambda pixels: run(from_uint8(pixels))
 
     def _run_chunked(self, x: np.ndarray) -> np.ndarray:

@@ -91,13 +91,9 @@ class Backend:
             return run
         return lambda batch: finish(run(batch))
 
-    def converted_runner(
-        self, write: Writer, finish: Finish | None = None, divisor: np.ndarray | None = None
-    ) -> Runner:
+    def converted_runner(self, write: Writer, finish: Finish | None = None) -> Runner:
         """Like :meth:`runner`, for uint8 ``pixels`` ``(n, *input.shape[1:])`` (any strides) that
-        ``write(pixels, out)`` turns into model input in ``out``. ``divisor`` is given when that
-        is exactly ``out[...] = pixels; np.divide(out, divisor, out)`` (float32 input), for a
-        backend that inlines it.
+        ``write(pixels, out)`` turns into model input in ``out``.
 
         A backend whose engine exposes its input buffer overrides this to write there directly
         and save a pass over the batch; this default allocates.

@@ -95,6 +95,7 @@ class LiteRTBackend(Backend):
         if self.input.shape[0] is not None and not self._resizable(self._new_interpreter()):
             self.fixed_batch = self.input.shape[0]
         self._local.state = _ThreadState(interpreter, self._input_index)
+        self._run = self.runner()
 
     def _resizable(self, interpreter: Any) -> bool:
         """Whether a model exported with a static batch still runs at another batch size (tried on
@@ -122,7 +123,7 @@ class LiteRTBackend(Backend):
         return state
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        return self.runner()(batch)
+        return self._run(batch)
 
     def runner(self, finish: Finish | None = None) -> Runner:
         # The common case inline (same thread, same batch size as last time), constants in closure
@@ -139,27 +140,10 @@ class LiteRTBackend(Backend):
 
         return run
 
-    def converted_runner(
-        self, write: Writer, finish: Finish | None = None, divisor: np.ndarray | None = None
-    ) -> Runner:
+    def converted_runner(self, write: Writer, finish: Finish | None = None) -> Runner:
         # Write the converted pixels straight into the input tensor: no temporary, no set_tensor copy.
         # The view must be gone before invoke (the engine may move its buffers only on resize).
         local, index, out_index, state_for = self._local, self._input_index, self._output_index, self._state
-        if divisor is not None:  # float32 input, the common case: the conversion inline (one frame less)
-            divide = np.divide
-
-            def run_float32(pixels: np.ndarray) -> np.ndarray:
-                state = getattr(local, "state", None)
-                if state is None or pixels.shape[0] != state.n:
-                    state = state_for(pixels.shape[0])
-                view = state.view(state.base, index)
-                view[...] = pixels
-                divide(view, divisor, view)
-                del view
-                state.invoke()
-                return state.get(out_index) if finish is None else finish(state.get(out_index))
-
-            return run_float32
 
         def run_pixels(pixels: np.ndarray) -> np.ndarray:
             state = getattr(local, "state", None)

@@ -88,9 +88,7 @@ class OnnxBackend(Backend):
         call = self._call
         return call if finish is None else lambda batch: finish(call(batch))
 
-    def converted_runner(
-        self, write: Writer, finish: Finish | None = None, divisor: np.ndarray | None = None
-    ) -> Runner:
+    def converted_runner(self, write: Writer, finish: Finish | None = None) -> Runner:
         # Pixels are converted into an input buffer this thread keeps, sized for the last batch
         # (as LiteRT keeps its tensor arena): onnxruntime reads the input only during run(), and a
         # warm buffer saves ~2 us of a ~30 us batch-1 call and ~4 % of a batch of 1,024 (no fresh

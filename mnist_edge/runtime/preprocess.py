@@ -215,9 +215,6 @@ class InputPlan:
     dtype: np.dtype
     deferred: bool
     from_uint8: Callable[[np.ndarray], np.ndarray] | None = None
-    #: Set when the model input is float32: ``write`` is then ``out[...] = x`` and an in-place
-    #: ``np.divide(out, divisor, out)``, which a backend may inline to save a call frame.
-    divisor: np.ndarray | None = None
 
     def to_model(self, x: np.ndarray) -> np.ndarray:
         if self.deferred and x.dtype == _U8:
@@ -327,7 +324,6 @@ def make_input_plan(
         dtype=model_dtype,
         deferred=deferred,
         from_uint8=None if identity or deferred else from_uint8,
-        divisor=divisor if deferred and model_dtype == _F32 else None,
     )
 
 
@@ -383,35 +379,21 @@ def _normalizer(dtype: str, zp: int) -> OutputConverter:
     which shows at batch 1,024. Values below the zero point (impossible for a softmax) count as
     0; an all-zero row comes out uniform rather than NaN.
 
-    Batch 1 is the latency path, where numpy's per-call cost dominates (three numpy calls are
-    ~10,000 instructions for ten numbers, an int8 inference ~110,000). So it remembers rows: the
-    ten raw bytes are the key, a copy of the computed row the answer. A confident classifier's
-    quantised softmax has few distinct rows (the int8 TFLite model gives 1,613 over the 10,000
-    test digits; the ten most common cover 74 %), so real traffic mostly hits. The memo stops
-    growing at :data:`MEMO_ROWS` (about 0.5 MB); a row computed on a miss is the very value the
-    vectorised route gives, so a row's result never depends on the batch it came in.
+    Batch 1 is the latency path, where numpy's per-call cost dominates (the three numpy calls
+    below are ~10,000 instructions for ten numbers, an int8 inference ~110,000). So it remembers
+    rows: the ten raw bytes are the key, and the answer is a copy of what ``compute`` gave the
+    first time - the function every batch goes through, so a row's result never depends on the
+    batch it came in. A confident classifier's quantised softmax has few distinct rows (the int8 TFLite
+    model gives 1,613 over the 10,000 test digits; the ten most common cover 74 %), so real
+    traffic mostly hits. The memo stops growing at :data:`MEMO_ROWS` (about 0.5 MB).
     """
-    zp10 = zp * NUM_CLASSES
-    exact = (dtype == "int8" and zp == -128) or (dtype == "uint8" and zp == 0)  # no value below zp
     f32 = np.float32
     # The level (q - zp) of every raw byte, indexed by the byte as uint8 (int8 -1 is byte 255).
     levels = np.maximum(np.arange(256, dtype=np.uint8).view(dtype).astype(np.float32) - zp, f32(0))
+    plain = dtype == "uint8" and zp == 0  # our int8 models: the raw values are the levels themselves
     rows: dict[bytes, np.ndarray] = {}
-    plain = dtype == "uint8" and zp == 0
 
-    def normalize(raw: np.ndarray) -> np.ndarray:
-        if raw.shape[0] == 1 and exact:
-            key = raw.tobytes()
-            row = rows.get(key)
-            if row is not None:
-                return row.copy()
-            total = sum(key) if dtype == "uint8" else sum(raw.tolist()[0]) - zp10
-            if total > 0:
-                row = levels.take(raw.view(np.uint8)) / f32(total)
-                if len(rows) < MEMO_ROWS:
-                    rows[key] = row
-                return row.copy()
-        # uint8 with zero point 0 (our int8 models): the raw values are the levels themselves.
+    def compute(raw: np.ndarray) -> np.ndarray:
         shifted = raw.astype(f32) if plain else levels.take(raw.view(np.uint8))
         totals = shifted.sum(axis=1, keepdims=True)  # sums of small integers: exact
         if not totals.all():
@@ -420,5 +402,16 @@ def _normalizer(dtype: str, zp: int) -> OutputConverter:
             totals[empty] = NUM_CLASSES
         shifted /= totals
         return shifted
+
+    def normalize(raw: np.ndarray) -> np.ndarray:
+        if raw.shape[0] != 1:
+            return compute(raw)
+        key = raw.tobytes()
+        row = rows.get(key)
+        if row is None:
+            row = compute(raw)
+            if len(rows) < MEMO_ROWS:
+                rows[key] = row
+        return row.copy()
 
     return normalize
