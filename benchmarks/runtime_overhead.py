@@ -23,43 +23,21 @@ import json
 import os
 import platform
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mnist_edge.bench import Contender  # noqa: E402
+from mnist_edge.bench import Contender, time_interleaved  # noqa: E402
 from mnist_edge.data import load_mnist_data  # noqa: E402
 
 BUDGET = {1: 1.25, 1024: 1.05}
-#: Timed call pairs per round, per batch size: about half a second per round at batch 1, two at 1,024.
-PAIRS = {1: 5000, 1024: 200}
+#: Timed calls of each per round, per batch size: about half a second per round at batch 1, two at 1,024.
+CALLS = {1: 5000, 1024: 200}
 ROUNDS = 5
 OUT = ROOT / "benchmarks" / "results" / "runtime_overhead.json"
-
-
-def paired_medians(a: Callable[[], Any], b: Callable[[], Any], pairs: int) -> tuple[float, float]:
-    """Median microseconds per call of ``a`` and ``b``, timed call by call in alternating order."""
-    clock = time.perf_counter_ns
-    for _ in range(max(3, pairs // 10)):  # warm-up: allocations, caches, branch predictors
-        a()
-        b()
-    times = {a: np.empty(pairs), b: np.empty(pairs)}
-    for i in range(pairs):
-        first, second = (a, b) if i % 2 == 0 else (b, a)
-        t0 = clock()
-        first()
-        t1 = clock()
-        second()
-        t2 = clock()
-        times[first][i], times[second][i] = t1 - t0, t2 - t1
-    times_a, times_b = times[a], times[b]
-    return float(np.median(times_a)) / 1000, float(np.median(times_b)) / 1000
 
 
 def _load_average() -> list[float] | None:
@@ -108,9 +86,14 @@ def main(argv: list[str] | None = None) -> int:
     for path in artifacts:
         contender = Contender(path, images, threads=1)
         clf = contender.clf
-        for batch, pairs in PAIRS.items():
+        for batch, calls in CALLS.items():
             wrapper, bare = contender.callables(batch)
-            rounds = [paired_medians(bare, wrapper, pairs) for _ in range(args.rounds)]
+            rounds = []
+            for _ in range(args.rounds):  # call by call, the first of each pair alternating
+                b, w = time_interleaved(
+                    [bare, wrapper], min_time=1e-3, min_calls=calls, warmup=0.1, block_calls=1
+                )
+                rounds.append((b.p50_us, w.p50_us))
             ratios = [w / b for b, w in rounds]
             middle = sorted(range(len(rounds)), key=ratios.__getitem__)[len(rounds) // 2]
             bare_us, wrapper_us = rounds[middle]

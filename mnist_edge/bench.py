@@ -683,12 +683,14 @@ def time_interleaved(
     min_time: float = DEFAULT_MIN_TIME,
     min_calls: int = DEFAULT_MIN_CALLS,
     warmup: float | None = None,
+    block_calls: int | None = None,
 ) -> list[LatencyStats]:
     """Time each callable per call, alternating in blocks, until each has run ``min_time`` seconds and
     ``min_calls`` calls. The order of the callables rotates every block.
 
     ``warmup`` seconds per callable (default a tenth of ``min_time``, at most 0.5 s, at least 3 calls)
-    are run and discarded first; they also size the blocks (about :data:`BLOCK_SECONDS` each).
+    are run and discarded first; they also size the blocks (about :data:`BLOCK_SECONDS` each) unless
+    ``block_calls`` fixes them (1: strictly call by call, as ``benchmarks/runtime_overhead.py`` does).
     """
     if min_calls < 1:
         raise MnistEdgeError(f"min_calls must be at least 1, got {min_calls}")
@@ -704,7 +706,7 @@ def time_interleaved(
             calls += 1
         spent = clock() - start
         per_call = spent / calls / 1e9
-        blocks.append(max(1, min(1000, int(BLOCK_SECONDS / max(per_call, 1e-9)))))
+        blocks.append(block_calls or max(1, min(1000, int(BLOCK_SECONDS / max(per_call, 1e-9)))))
     sinks: list[list[int]] = [[] for _ in funcs]
     totals = [0] * len(funcs)
     need_ns = min_time * 1e9
@@ -731,7 +733,20 @@ def model_input(pixels: np.ndarray, spec: TensorSpec, inner: Sequence[int], divi
     return np.ascontiguousarray(x.reshape(len(pixels), *inner))
 
 
-class _RawLiteRT:
+class _RawEngine:
+    """What both bare engines offer: ``caller(shape)`` -> ``call(x)``, and a call on a fixed input."""
+
+    inner: list[int]
+
+    def caller(self, shape: Sequence[int]) -> Callable[[np.ndarray], np.ndarray]:
+        raise NotImplementedError
+
+    def runner(self, x: np.ndarray) -> Callable[[], np.ndarray]:
+        call = self.caller(x.shape)
+        return lambda: call(x)
+
+
+class _RawLiteRT(_RawEngine):
     """A bare LiteRT interpreter, used the way its documentation shows."""
 
     def __init__(self, path: Path, threads: int) -> None:
@@ -756,12 +771,8 @@ class _RawLiteRT:
 
         return call
 
-    def runner(self, x: np.ndarray) -> Callable[[], np.ndarray]:
-        call = self.caller(x.shape)
-        return lambda: call(x)
 
-
-class _RawOnnx:
+class _RawOnnx(_RawEngine):
     """A bare onnxruntime session with the runtime's settings (CPU, sequential, ``threads`` intra-op)."""
 
     def __init__(self, path: Path, threads: int) -> None:
@@ -784,12 +795,8 @@ class _RawOnnx:
         run, name, outputs = self.session.run, self.name, self.outputs
         return lambda x: run(outputs, {name: x})[0]
 
-    def runner(self, x: np.ndarray) -> Callable[[], np.ndarray]:
-        call = self.caller(x.shape)
-        return lambda: call(x)
 
-
-def raw_engine(path: Path, threads: int) -> _RawLiteRT | _RawOnnx:
+def raw_engine(path: Path, threads: int) -> _RawEngine:
     return _RawLiteRT(path, threads) if path.suffix.lower() == ".tflite" else _RawOnnx(path, threads)
 
 

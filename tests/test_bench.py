@@ -110,6 +110,20 @@ def test_interleaved_timing_meets_the_minimum_calls_for_every_callable():
     assert "ab" in timed and "ba" in timed
 
 
+def test_interleaved_timing_can_go_strictly_call_by_call():
+    order: list[str] = []
+    a, b = time_interleaved(
+        [lambda: order.append("a"), lambda: order.append("b")],
+        min_time=0.001,
+        min_calls=20,
+        warmup=0,
+        block_calls=1,
+    )
+    assert a.count == b.count >= 20
+    timed = "".join(order[-2 * a.count :])
+    assert timed.startswith("abbaab") and "aaa" not in timed and "bbb" not in timed
+
+
 # --------------------------------------------------------------------------- a small real run
 
 
