@@ -97,7 +97,7 @@ class OnnxBackend(Backend):
 
         def run_pixels(pixels: np.ndarray) -> np.ndarray:
             buffer = getattr(local, "buffer", None)
-            if buffer is None or buffer.shape != pixels.shape:
+            if buffer is None or len(buffer) != len(pixels):  # pixels are always (n, *inner)
                 buffer = local.buffer = np.empty(pixels.shape, dtype=dtype)
             write(pixels, buffer)
             return call(buffer) if finish is None else finish(call(buffer))
