@@ -46,3 +46,9 @@ class Written:
 Exporter = Callable[[ExportJob, Path], Written]
 
 FLOAT_PREPROCESSING: dict[str, Any] = {"divide_by": 255.0, "description": "float32 pixels / 255"}
+#: Both int8 models take uint8 pixels as they are (input scale 1/255, zero point 0).
+INT8_PREPROCESSING: dict[str, Any] = {
+    "divide_by": 255.0,
+    "description": "uint8 pixels as they are: input scale 1/255 and zero point 0 make "
+    "quantise(pixels / 255) == pixels",
+}

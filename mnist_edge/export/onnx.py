@@ -27,7 +27,14 @@ import numpy as np
 
 from mnist_edge._heavy import tensorflow
 from mnist_edge.errors import ExportError
-from mnist_edge.export._base import FLOAT_PREPROCESSING, INPUT_NAME, OUTPUT_NAME, ExportJob, Written
+from mnist_edge.export._base import (
+    FLOAT_PREPROCESSING,
+    INPUT_NAME,
+    INT8_PREPROCESSING,
+    OUTPUT_NAME,
+    ExportJob,
+    Written,
+)
 from mnist_edge.manifest import TensorSpec
 
 #: A recent opset that onnxruntime >= 1.20 runs and tf2onnx 1.17 writes.
@@ -38,11 +45,6 @@ MIN_OPSET, MAX_OPSET = 13, 18
 BATCH_DIM = "batch"
 CALIBRATION_BATCH = 100
 
-INT8_PREPROCESSING: dict[str, Any] = {
-    "divide_by": 255.0,
-    "description": "uint8 pixels as they are: input scale 1/255 and zero point 0 make "
-    "quantise(pixels / 255) == pixels",
-}
 #: The int8 model's input quantisation: with it, QuantizeLinear(pixels / 255) == pixels for 0..255.
 PIXEL_SCALE = np.float32(1 / 255)
 PIXEL_ZERO_POINT = np.uint8(0)

@@ -24,14 +24,8 @@ from typing import Any
 import numpy as np
 
 from mnist_edge._heavy import tensorflow
-from mnist_edge.export._base import FLOAT_PREPROCESSING, INPUT_NAME, ExportJob, Written
+from mnist_edge.export._base import FLOAT_PREPROCESSING, INPUT_NAME, INT8_PREPROCESSING, ExportJob, Written
 from mnist_edge.manifest import TensorSpec
-
-INT8_PREPROCESSING: dict[str, Any] = {
-    "divide_by": 255.0,
-    "description": "uint8 pixels as they are: input scale 1/255 and zero point 0 make "
-    "quantise(pixels / 255) == pixels",
-}
 
 
 def export_fp32(job: ExportJob, path: Path) -> Written:
