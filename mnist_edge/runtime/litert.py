@@ -134,8 +134,21 @@ class LiteRTBackend(Backend):
         return self._run(batch)
 
     def runner(self, finish: Finish | None = None) -> Runner:
-        # The common case inline (the loading thread, same batch size as last time), constants in
-        # closure cells: at batch 1 the int8 model's whole inference is ~6-15 us, so every lookup shows.
+        return self._runner(None, finish)
+
+    def converted_runner(self, write: Writer, finish: Finish | None = None) -> Runner:
+        return self._runner(write, finish)
+
+    def _runner(self, write: Writer | None, finish: Finish | None) -> Runner:
+        """The per-call function behind both: ``set_tensor`` of ready model input, or (``write``)
+        the converted pixels written straight into the input tensor - no temporary, no copy.
+
+        The common case is inline (the loading thread, same batch size as last time), constants
+        in closure cells: at batch 1 the int8 model's whole inference is ~6-15 us, so every lookup
+        shows. A view of the input tensor must be gone before invoke: the engine may move its
+        buffers (on a resize, or inside invoke for a graph with data-dependent shapes), so one is
+        made per call.
+        """
         index, out_index, state_for = self._input_index, self._output_index, self._state
         get_ident, owner, main = threading.get_ident, self._owner, self._main
 
@@ -143,30 +156,16 @@ class LiteRTBackend(Backend):
             state = main
             if get_ident() != owner or len(batch) != state.n:  # len(): cheaper than .shape[0]
                 state = state_for(len(batch))
-            state.set(index, batch)
+            if write is None:
+                state.set(index, batch)
+            else:
+                view = state.view(state.base, index)
+                write(batch, view)
+                del view
             state.invoke()
             return state.get(out_index) if finish is None else finish(state.get(out_index))
 
         return run
-
-    def converted_runner(self, write: Writer, finish: Finish | None = None) -> Runner:
-        # Write the converted pixels straight into the input tensor: no temporary, no set_tensor copy.
-        # The view must be gone before invoke: the engine may move its buffers (on a resize, or
-        # inside invoke for a graph with data-dependent shapes), so a view is made per call.
-        index, out_index, state_for = self._input_index, self._output_index, self._state
-        get_ident, owner, main = threading.get_ident, self._owner, self._main
-
-        def run_pixels(pixels: np.ndarray) -> np.ndarray:
-            state = main
-            if get_ident() != owner or len(pixels) != state.n:
-                state = state_for(len(pixels))
-            view = state.view(state.base, index)
-            write(pixels, view)
-            del view
-            state.invoke()
-            return state.get(out_index) if finish is None else finish(state.get(out_index))
-
-        return run_pixels
 
 
 def _spec(detail: dict[str, Any]) -> TensorSpec:
