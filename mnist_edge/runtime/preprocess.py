@@ -293,30 +293,11 @@ def make_input_plan(
     else:
         raise ValueError(f"an unquantised {spec.dtype} input is not supported: how would pixels map to it?")
 
-    def general(images: Any) -> np.ndarray:
+    def convert(images: Any) -> np.ndarray:
+        # The Classifier's hot path takes small uint8 batches before they get here (for a model
+        # without a fixed batch size), so this is the general route only.
         x = check_pixels(batch_view(as_array(images), inner))
         return from_uint8(x) if x.dtype is _U8 else from_float(x)
-
-    # The hot path is a uint8 ndarray already shaped (N, *inner). ``is`` compares with the builtin
-    # dtype singleton; a byte-swapped or subclassed array, a list, ... takes the general route.
-    if identity or deferred:
-
-        def convert(images: Any) -> np.ndarray:
-            if (
-                type(images) is np.ndarray
-                and images.dtype is _U8
-                and images.shape[1:] == inner
-                and images.flags.c_contiguous
-            ):
-                return images  # no copy: the pixels are the model input, or are written into it
-            return general(images)
-
-    else:
-
-        def convert(images: Any) -> np.ndarray:
-            if type(images) is np.ndarray and images.dtype is _U8:
-                return from_uint8(batch_view(images, inner))
-            return general(images)
 
     return InputPlan(
         convert=convert,
