@@ -23,6 +23,8 @@ from typing import Any
 
 from _common import cli, write_result
 
+from mnist_edge.parity import find_artifacts
+
 TARGET = 0.10
 
 
@@ -60,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("folder", type=Path, help="folder with model.keras and its artifacts")
     parser.add_argument("--min-time", default="2s", help="per measurement, as mnist-edge benchmark takes it")
     args = parser.parse_args(argv)
-    artifacts = sorted(str(p) for p in args.folder.iterdir() if p.suffix in (".tflite", ".onnx"))
+    artifacts = [str(p) for p in find_artifacts(args.folder)]
     if not artifacts:
         print(f"no .tflite or .onnx files in {args.folder}", file=sys.stderr)
         return 2

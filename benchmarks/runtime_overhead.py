@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from mnist_edge.bench import Contender, time_interleaved  # noqa: E402
 from mnist_edge.data import load_mnist_data  # noqa: E402
+from mnist_edge.parity import find_artifacts  # noqa: E402
 
 BUDGET = {1: 1.25, 1024: 1.05}
 #: Timed calls of each per round, per batch size: about half a second per round at batch 1, two at 1,024.
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=ROUNDS, help=f"rounds per figure (default {ROUNDS})")
     args = parser.parse_args(argv)
 
-    artifacts = sorted(p for p in args.folder.iterdir() if p.suffix in (".tflite", ".onnx"))
+    artifacts = find_artifacts(args.folder)
     if not artifacts:
         print(f"no .tflite or .onnx files in {args.folder}", file=sys.stderr)
         return 2
