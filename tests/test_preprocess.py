@@ -28,6 +28,24 @@ def test_float_input_is_exactly_pixels_divided_by_255(dtype):
     assert plan.deferred and plan.from_uint8 is None
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_a_folded_float_input_is_the_pixel_values_from_uint8_and_from_floats(dtype):
+    # The backend moved the division into the model: it takes 0..255, from either input kind.
+    plan = make_input_plan(TensorSpec("x", (None, 28, 28), dtype), (28, 28), folded=True)
+    pixels = np.resize(ALL_PIXELS, (4, 28, 28))
+    out = np.full(pixels.shape, np.nan, dtype=dtype)
+    plan.write(pixels, out)
+    np.testing.assert_array_equal(out, pixels.astype(dtype))
+    from_floats = plan.convert(pixels.astype(np.float32) / np.float32(255))
+    assert from_floats.dtype == dtype
+    np.testing.assert_array_equal(from_floats, pixels.astype(dtype))  # p / 255 * 255 == p exactly
+
+
+def test_only_a_float_input_can_be_folded():
+    with pytest.raises(ValueError, match="float input"):
+        make_input_plan(TensorSpec("x", (None, 28, 28), "uint8", 1 / 255, 0), (28, 28), folded=True)
+
+
 def test_float_input_is_written_from_any_memory_layout():
     plan = make_input_plan(TensorSpec("x", (None, 28, 28), "float32"), (28, 28))
     pixels = np.resize(ALL_PIXELS, (6, 28, 28))

@@ -224,7 +224,10 @@ class Classifier:
         else:
             self._class_names = CLASS_NAMES
             divide_by = preprocess.DEFAULT_DIVIDE_BY
-        plan = preprocess.make_input_plan(in_spec, self._inner, divide_by)
+        # A float model may take the pixel values themselves, the division folded into its
+        # first layer by the backend: one numpy pass less per call.
+        self._folded = not in_spec.quantized and backend.fold_input_scale(divide_by)
+        plan = preprocess.make_input_plan(in_spec, self._inner, divide_by, folded=self._folded)
         self._convert, self._to_model, self._deferred = plan.convert, plan.to_model, plan.deferred
         self._engine_run = backend.runner()
         self._fixed_batch = backend.fixed_batch
@@ -399,6 +402,12 @@ class Classifier:
         if self._input_spec.quantized or self._output_spec.dtype in ("uint8", "int8"):
             return "int8"
         return None
+
+    @property
+    def folded_division(self) -> bool:
+        """Whether the engine runs a copy of the model that takes pixel values 0..255, the input's
+        division folded into its first layer (dynamic-range TFLite; see ``runtime/tflite_fold.py``)."""
+        return self._folded
 
     @property
     def backend(self) -> str:

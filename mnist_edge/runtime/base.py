@@ -77,6 +77,16 @@ class Backend:
     def run(self, batch: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def fold_input_scale(self, divide_by: float) -> bool:
+        """Make the model take float pixels 0..255 where it took ``pixels / divide_by``, if the
+        engine's model allows that exactly; return whether it did. Called once, before any runner
+        is built, only for float-input models.
+
+        Why: the division is a whole numpy pass per call that the model can absorb for free (see
+        :mod:`~mnist_edge.runtime.tflite_fold`). The default folds nothing.
+        """
+        return False
+
     def runner(self, finish: Finish | None = None) -> Runner:
         """``run`` as a plain function for the per-call path, its result passed through
         ``finish`` when given (the Classifier's dequantise/normalise step).

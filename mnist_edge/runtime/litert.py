@@ -80,6 +80,7 @@ class LiteRTBackend(Backend):
     def __init__(self, path: Path, data: bytes, *, threads: int = 1) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
+        self._data, self._threads = data, threads
         self._new_interpreter = lambda: Interpreter(model_content=data, num_threads=threads)
         self._local = threading.local()
         interpreter = self._new_interpreter()
@@ -101,6 +102,42 @@ class LiteRTBackend(Backend):
         self._owner = threading.get_ident()
         self._main = _ThreadState(interpreter, self._input_index)
         self._run = self.runner()
+
+    def fold_input_scale(self, divide_by: float) -> bool:
+        """Swap in the model with ``/ divide_by`` folded into its first layer (dynamic-range models
+        only, see :mod:`~mnist_edge.runtime.tflite_fold`), after checking that it gives the
+        original's outputs on four images; keep the original otherwise."""
+        from ai_edge_litert.interpreter import Interpreter
+
+        from mnist_edge.runtime.tflite_fold import fold_input_division
+
+        folded = fold_input_division(self._data, divide_by)
+        if folded is None:
+            return False
+        # Blank, white, grey and noise images (repeated to a fixed batch size, if the model has one).
+        rng = np.random.default_rng(0)
+        pixels = rng.integers(0, 256, (4, *self._inner)).astype(np.float32)
+        pixels[:3] = np.array([0, 255, 128], dtype=np.float32).reshape(3, *[1] * len(self._inner))
+        pixels = np.resize(pixels, (self.fixed_batch or 4, *self._inner))
+        before = self._outputs(Interpreter(model_content=self._data), pixels / np.float32(divide_by))
+        after = self._outputs(Interpreter(model_content=folded), pixels)
+        if before.shape != after.shape or not np.allclose(after, before, rtol=1e-4, atol=1e-5):
+            return False
+        threads = self._threads
+        self._data = folded
+        self._new_interpreter = lambda: Interpreter(model_content=folded, num_threads=threads)
+        self._local = threading.local()
+        self._main = _ThreadState(self._new_interpreter(), self._input_index)
+        self._run = self.runner()
+        return True
+
+    def _outputs(self, interpreter: Any, batch: np.ndarray) -> np.ndarray:
+        """One run of a scratch interpreter through the public API."""
+        interpreter.resize_tensor_input(self._input_index, list(batch.shape), strict=False)
+        interpreter.allocate_tensors()
+        interpreter.set_tensor(self._input_index, batch)
+        interpreter.invoke()
+        return np.array(interpreter.get_tensor(self._output_index), dtype=np.float64)
 
     def _resizable(self, interpreter: Any) -> bool:
         """Whether a model exported with a static batch still runs at another batch size (tried on

@@ -225,11 +225,14 @@ class InputPlan:
 
 
 def make_input_plan(
-    spec: TensorSpec, inner: tuple[int, ...], divide_by: float = DEFAULT_DIVIDE_BY
+    spec: TensorSpec, inner: tuple[int, ...], divide_by: float = DEFAULT_DIVIDE_BY, *, folded: bool = False
 ) -> InputPlan:
     """The :class:`InputPlan` for a model input ``spec`` whose per-image shape is ``inner``.
 
-    Float models get ``pixels / divide_by`` in float32 (then the model's float dtype). Quantised
+    Float models get ``pixels / divide_by`` in float32 (then the model's float dtype); ``folded``
+    ones (the backend moved the division into the model, :meth:`Backend.fold_input_scale`) get
+    the pixel values themselves: uint8 cast to float, floats in [0, 1] times ``divide_by`` (which
+    gives back exactly the integer for every ``p / 255``). Quantised
     specs (uint8/int8 with scale and zero point) map the real value ``pixel / divide_by`` to
     integers; uint8 pixels go through a 256-entry table computed at load with the very function
     used for float input, so ``x`` and ``x / 255`` give bit-identical model input. The common
@@ -243,7 +246,13 @@ def make_input_plan(
     pixel_reals = np.arange(256, dtype=np.float32) / divisor
     identity = deferred = False
 
-    if model_dtype == _F32:
+    if folded:
+
+        def write(x: np.ndarray, out: np.ndarray) -> object:
+            out[...] = x  # the model divides: the pixel values are its input
+            return out
+
+    elif model_dtype == _F32:
         divide = np.divide
 
         def write(x: np.ndarray, out: np.ndarray) -> object:
@@ -260,6 +269,8 @@ def make_input_plan(
             return np.divide(x, divisor, out=out)  # float32 division, then the model's float dtype
 
     if spec.quantized:
+        if folded:
+            raise ValueError("only a float input can have the division folded into the model")
         if spec.dtype not in _INT_RANGES:
             raise ValueError(f"quantised input dtype {spec.dtype} is not supported")
         lut = quantize(pixel_reals, spec)
@@ -286,7 +297,9 @@ def make_input_plan(
         from_uint8 = _contiguous
 
         def from_float(x: np.ndarray) -> np.ndarray:
-            if x.dtype == model_dtype and x.flags.c_contiguous:
+            if folded:
+                x = np.multiply(x if x.dtype == _F32 else x.astype(np.float32), divisor)
+            elif x.dtype == model_dtype and x.flags.c_contiguous:
                 return x
             return np.ascontiguousarray(x if x.dtype == _F32 else x.astype(np.float32), dtype=model_dtype)
 
