@@ -180,7 +180,7 @@ class Classifier:
     Build it with :func:`load`. Everything per-model is computed once here (dtypes, quantisation
     tables, tensor indices, the conversion for each input kind, and the hot path's one closure per
     call kind), so a call is at most a few numpy operations around the engine's: 1-4 us at batch 1
-    on a 2-CPU VM (ratio to the bare engine 0.94-1.29), 0-5 % at batch 1,024
+    on a 2-CPU VM (ratio to the bare engine 0.94-1.24), 0-5 % at batch 1,024
     (``benchmarks/runtime_overhead.py``). LiteRT gets one interpreter per thread; onnxruntime
     sessions are shared, with a per-thread input buffer.
     """
