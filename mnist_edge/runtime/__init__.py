@@ -335,15 +335,7 @@ class Classifier:
         Returns (logits, normalize): whether the output needs a softmax (no final softmax layer)
         or a renormalisation (probabilities quantised inside the graph, rows off 1 by a step).
         """
-        rng = np.random.default_rng(0)
-        probe = np.stack(
-            [
-                np.zeros(preprocess.IMAGE_SHAPE, np.uint8),
-                np.full(preprocess.IMAGE_SHAPE, 255, np.uint8),
-                np.full(preprocess.IMAGE_SHAPE, 128, np.uint8),
-                rng.integers(0, 256, preprocess.IMAGE_SHAPE, dtype=np.uint8),
-            ]
-        )
+        probe = preprocess.check_images()
         try:
             x = self._to_model(self._convert(probe))
             raw = self._run_chunked(x)

@@ -22,6 +22,7 @@ import numpy as np
 
 from mnist_edge.errors import ModelLoadError
 from mnist_edge.manifest import TensorSpec
+from mnist_edge.runtime import preprocess
 from mnist_edge.runtime.base import Backend, Finish, Runner, Writer
 
 __all__ = ["LiteRTBackend"]
@@ -78,12 +79,8 @@ class LiteRTBackend(Backend):
             ) from None
 
     def __init__(self, path: Path, data: bytes, *, threads: int = 1) -> None:
-        from ai_edge_litert.interpreter import Interpreter
-
         self._data, self._threads = data, threads
-        self._new_interpreter = lambda: Interpreter(model_content=data, num_threads=threads)
-        self._local = threading.local()
-        interpreter = self._new_interpreter()
+        interpreter = self._interpreter()
         inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
         if len(inputs) != 1 or len(outputs) != 1:
             raise ModelLoadError(
@@ -95,40 +92,42 @@ class LiteRTBackend(Backend):
         self.input = _spec(inputs[0])
         self.output = _spec(outputs[0])
         self._inner = [int(d) for d in inputs[0]["shape"][1:]]
-        if self.input.shape[0] is not None and not self._resizable(self._new_interpreter()):
+        if self.input.shape[0] is not None and not self._resizable():
             self.fixed_batch = self.input.shape[0]
-        # The loading thread's interpreter. (A thread id is reused only after its thread has
-        # ended, so a later thread with the same id never shares it with a live one.)
+        self._start(interpreter)
+
+    def _interpreter(self, data: bytes | None = None) -> Any:
+        """A new interpreter over ``data`` (default: the model this backend runs)."""
+        from ai_edge_litert.interpreter import Interpreter
+
+        return Interpreter(model_content=self._data if data is None else data, num_threads=self._threads)
+
+    def _start(self, interpreter: Any) -> None:
+        """Make ``interpreter`` the loading thread's and reset the other threads' (built lazily
+        from ``self._data``). A thread id is reused only after its thread has ended, so a later
+        thread with the same id never shares the interpreter with a live one."""
         self._owner = threading.get_ident()
         self._main = _ThreadState(interpreter, self._input_index)
+        self._local = threading.local()
         self._run = self.runner()
 
     def fold_input_scale(self, divide_by: float) -> bool:
         """Swap in the model with ``/ divide_by`` folded into its first layer (dynamic-range models
         only, see :mod:`~mnist_edge.runtime.tflite_fold`), after checking that it gives the
-        original's outputs on four images; keep the original otherwise."""
-        from ai_edge_litert.interpreter import Interpreter
-
+        original's outputs on the load-time check images; keep the original otherwise."""
         from mnist_edge.runtime.tflite_fold import fold_input_division
 
         folded = fold_input_division(self._data, divide_by)
         if folded is None:
             return False
-        # Blank, white, grey and noise images (repeated to a fixed batch size, if the model has one).
-        rng = np.random.default_rng(0)
-        pixels = rng.integers(0, 256, (4, *self._inner)).astype(np.float32)
-        pixels[:3] = np.array([0, 255, 128], dtype=np.float32).reshape(3, *[1] * len(self._inner))
-        pixels = np.resize(pixels, (self.fixed_batch or 4, *self._inner))
-        before = self._outputs(Interpreter(model_content=self._data), pixels / np.float32(divide_by))
-        after = self._outputs(Interpreter(model_content=folded), pixels)
+        pixels = preprocess.check_images().reshape(-1, *self._inner).astype(np.float32)
+        pixels = np.resize(pixels, (self.fixed_batch or len(pixels), *self._inner))
+        before = self._outputs(self._interpreter(), pixels / np.float32(divide_by))
+        after = self._outputs(self._interpreter(folded), pixels)
         if before.shape != after.shape or not np.allclose(after, before, rtol=1e-4, atol=1e-5):
             return False
-        threads = self._threads
         self._data = folded
-        self._new_interpreter = lambda: Interpreter(model_content=folded, num_threads=threads)
-        self._local = threading.local()
-        self._main = _ThreadState(self._new_interpreter(), self._input_index)
-        self._run = self.runner()
+        self._start(self._interpreter())
         return True
 
     def _outputs(self, interpreter: Any, batch: np.ndarray) -> np.ndarray:
@@ -139,16 +138,12 @@ class LiteRTBackend(Backend):
         interpreter.invoke()
         return np.array(interpreter.get_tensor(self._output_index), dtype=np.float64)
 
-    def _resizable(self, interpreter: Any) -> bool:
+    def _resizable(self) -> bool:
         """Whether a model exported with a static batch still runs at another batch size (tried on
         a scratch interpreter: a failed resize may leave one unusable)."""
         try:
-            interpreter.resize_tensor_input(self._input_index, [2, *self._inner], strict=False)
-            interpreter.allocate_tensors()
             zeros = np.zeros([2, *self._inner], dtype=self.input.dtype)
-            interpreter.set_tensor(self._input_index, zeros)
-            interpreter.invoke()
-            return tuple(interpreter.get_tensor(self._output_index).shape) == (2, 10)
+            return self._outputs(self._interpreter(), zeros).shape == (2, 10)
         except Exception:
             return False
 
@@ -160,7 +155,7 @@ class LiteRTBackend(Backend):
             try:
                 state = self._local.state
             except AttributeError:
-                state = self._local.state = _ThreadState(self._new_interpreter(), self._input_index)
+                state = self._local.state = _ThreadState(self._interpreter(), self._input_index)
         if n != state.n:
             state.resize([n, *self._inner])
             state.allocate()

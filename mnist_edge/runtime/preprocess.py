@@ -188,6 +188,13 @@ def quantize(real: np.ndarray, spec: TensorSpec) -> np.ndarray:
     return np.clip(q, qmin, qmax).astype(spec.dtype)
 
 
+def check_images() -> np.ndarray:
+    """Four fixed uint8 images (blank, white, grey, seeded noise) that every model is run on at
+    load: they exercise both ends of the pixel range without needing the dataset."""
+    noise = np.random.default_rng(0).integers(0, 256, IMAGE_SHAPE, dtype=np.uint8)
+    return np.stack([np.full(IMAGE_SHAPE, value, np.uint8) for value in (0, 255, 128)] + [noise])
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     z = logits.astype(np.float64)
     z -= z.max(axis=1, keepdims=True)
