@@ -268,12 +268,18 @@ def float_model(job: ExportJob) -> Any:
     def serve(pixels: Any) -> dict[str, Any]:
         return {OUTPUT_NAME: keras_model(pixels, training=False)}
 
+    # tf2onnx numbers the names it invents with a process-wide counter, and the graph's doc string
+    # names TF's traced function by a process-wide uid: any conversion or tracing earlier in the
+    # process (a test session, a notebook) changed both, and with them the file's length once a
+    # number gained a digit. A fresh counter and a fixed doc string make that length stable.
+    tf2onnx.utils.INTERNAL_NAME = 1
     try:
         proto, _ = tf2onnx.convert.from_function(serve, input_signature=signature, opset=job.opset)
     except Exception as exc:  # tf2onnx raises bare ValueError/RuntimeError for unsupported opsets
         raise ExportError(
             f"tf2onnx cannot convert at opset {job.opset}: {type(exc).__name__}: {exc}"
         ) from None
+    proto.graph.doc_string = "converted by tf2onnx from the Keras model's serving function"
     for value in (*proto.graph.input, *proto.graph.output):
         value.type.tensor_type.shape.dim[0].dim_param = BATCH_DIM
     try:

@@ -7,11 +7,13 @@ SIGKILL test in ``test_crash_safety.py`` (every lane's last run has the same wei
 
 What differs between two exports, as measured (TF 2.21, tf2onnx 1.17, onnxruntime 1.32):
 * the manifests' ``created_at``;
-* a second ONNX export *in the same process* differs in two names: one generated constant
-  (``flatten_1/Reshape_shape__19``, then ``__57``) and the graph's doc string (``converted from
-  __inference_serve_2861``, then ``_6027``) - tf2onnx and TensorFlow number these with process-wide
-  counters. Values, ops and structure are the same; in a fresh process (the CLI) the bytes are
-  identical too (the SIGKILL test compares artifacts across processes byte for byte).
+* a second fp32 ONNX export *in the same process* differs in one generated name
+  (``flatten_1/Reshape_shape__19``, then ``__18``): tf2onnx numbers it with a process-wide counter,
+  which the export resets, and the first conversion in a process takes one number more. (Before
+  that reset and a fixed graph doc string, which held TensorFlow's process-wide function uid, the
+  numbers grew with every conversion or trace in the process and the file's length changed when
+  one gained a digit.) Values, ops and structure are the same; in a fresh process (the CLI) the
+  bytes are identical too (the SIGKILL test compares artifacts across processes byte for byte).
 Everything else - all four TFLite files, the int8 calibration, the predictions - is identical.
 """
 
