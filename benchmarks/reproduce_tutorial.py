@@ -9,7 +9,7 @@ import argparse
 
 from _common import write_result
 
-from mnist_edge.train import TUTORIAL_ACCURACY as TUTORIAL
+from mnist_edge._mnist import TUTORIAL_ACCURACY as TUTORIAL
 from mnist_edge.train import TrainConfig, train
 
 

@@ -143,9 +143,10 @@ def train_cmd(
     ] = None,
 ) -> None:
     """Train the tutorial's MLP (SGD, batch 32, 30 epochs) and write model.keras plus its reports."""
+    from mnist_edge._mnist import TUTORIAL_ACCURACY
     from mnist_edge.data import load_mnist_data
     from mnist_edge.model import build_model
-    from mnist_edge.train import TUTORIAL_ACCURACY, TrainConfig, train
+    from mnist_edge.train import TrainConfig, train
 
     config = TrainConfig(
         epochs=epochs,

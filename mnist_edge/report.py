@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from mnist_edge._files import atomic_write_bytes
+from mnist_edge._mnist import TUTORIAL_ACCURACY as TUTORIAL
 from mnist_edge.environment import git_commit, machine_info
-from mnist_edge.train import TUTORIAL_ACCURACY as TUTORIAL
 
 REPORT_NAME = "report.md"
 

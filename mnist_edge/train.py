@@ -10,13 +10,11 @@ from typing import Any
 
 import numpy as np
 
-from mnist_edge import CLASS_NAMES
 from mnist_edge._files import atomic_path, atomic_write_json, sha256_file, sweep_stale_temps
+from mnist_edge._mnist import CLASS_NAMES
 from mnist_edge.data import MnistData, load_mnist_data
 from mnist_edge.errors import MnistEdgeError
 
-#: What the classic tutorial reached with this recipe: printed and reported next to our results.
-TUTORIAL_ACCURACY = {"val_accuracy": 0.9794, "test_accuracy": 0.9793}
 #: Keras runs this many optimiser steps per call into the graph: identical maths, far less Python
 #: per step on CPU (the tutorial's plain ``fit`` is ``steps_per_execution=1``).
 DEFAULT_STEPS_PER_EXECUTION = 64
