@@ -14,6 +14,7 @@ from typing import Any
 
 from mnist_edge._files import atomic_write_bytes
 from mnist_edge._mnist import TUTORIAL_ACCURACY as TUTORIAL
+from mnist_edge._text import num
 from mnist_edge.environment import git_commit, machine_info
 
 REPORT_NAME = "report.md"
@@ -24,10 +25,6 @@ def _load(path: Path) -> Any:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-
-
-def _num(value: float | None, spec: str, suffix: str = "") -> str:
-    return "-" if value is None else f"{value:{spec}}{suffix}"
 
 
 def bundle_rows(parity: dict[str, Any] | None, bench: Any) -> list[dict[str, Any]]:
@@ -102,8 +99,8 @@ def _training_section(metrics: dict[str, Any]) -> list[str]:
         "| | val accuracy | test accuracy | training time |",
         "|---|---|---|---|",
         f"| tutorial | {TUTORIAL['val_accuracy']:.4f} | {TUTORIAL['test_accuracy']:.4f} | |",
-        f"| this run | {_num(val, '.4f')} | {_num(test, '.4f')} "
-        f"| {_num(metrics.get('train_seconds'), '.1f', ' s')} |",
+        f"| this run | {num(val, '.4f')} | {num(test, '.4f')} "
+        f"| {num(metrics.get('train_seconds'), '.1f', ' s')} |",
         "",
         "![Training curves](training_curves.png)",
         "",
@@ -126,7 +123,7 @@ def _bundle_section(parity: dict[str, Any] | None, rows: list[dict[str, Any]]) -
         ref = parity.get("reference", {})
         gate = "PASS" if parity.get("passed") else "FAIL"
         lines += [
-            f"Keras reference accuracy {_num(ref.get('accuracy'), '.4f')} on "
+            f"Keras reference accuracy {num(ref.get('accuracy'), '.4f')} on "
             f"{parity.get('images', 0):,} test images; parity gate: **{gate}**.",
             "",
         ]
@@ -139,10 +136,10 @@ def _bundle_section(parity: dict[str, Any] | None, rows: list[dict[str, Any]]) -
         status = r["status"] if r["status"] == "PASS" else f"FAIL: {'; '.join(r['reasons'])}"
         size_kb = None if r["size_bytes"] is None else r["size_bytes"] / 1024
         lines.append(
-            f"| {r['format']} | {r['precision']} | `{r['file']}` | {_num(size_kb, ',.1f')} "
-            f"| {_num(r['accuracy'], '.4f')} | {_num(r['delta_pp'], '+.2f')} "
-            f"| {_num(r['agreement_pct'], '.2f', ' %')} | {status} | {_num(r['p50_us'], ',.1f')} "
-            f"| {_num(r['throughput'], ',.0f')} | {_num(r['speedup'], ',.0f', 'x')} |"
+            f"| {r['format']} | {r['precision']} | `{r['file']}` | {num(size_kb, ',.1f')} "
+            f"| {num(r['accuracy'], '.4f')} | {num(r['delta_pp'], '+.2f')} "
+            f"| {num(r['agreement_pct'], '.2f', ' %')} | {status} | {num(r['p50_us'], ',.1f')} "
+            f"| {num(r['throughput'], ',.0f')} | {num(r['speedup'], ',.0f', 'x')} |"
         )
     return [*lines, ""]
 

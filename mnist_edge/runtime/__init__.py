@@ -25,6 +25,7 @@ import numpy as np
 
 from mnist_edge import CLASS_NAMES
 from mnist_edge._files import sha256_bytes
+from mnist_edge._text import first_line
 from mnist_edge.errors import MnistEdgeError, ModelLoadError
 from mnist_edge.manifest import Manifest, TensorSpec, manifest_path, read_manifest
 from mnist_edge.runtime import preprocess
@@ -117,7 +118,7 @@ def _open_bytes(
         raise
     except Exception as exc:  # engines raise many types for a bad file (ValueError, RuntimeError, Fail, ...)
         raise ModelLoadError(
-            f"{backend_cls.name} cannot load {path}: {type(exc).__name__}: {_first_line(exc)}; the file is "
+            f"{backend_cls.name} cannot load {path}: {type(exc).__name__}: {first_line(exc)}; the file is "
             "corrupt or not a model - re-run `mnist-edge export`"
         ) from None
     try:
@@ -126,7 +127,7 @@ def _open_bytes(
         raise
     except Exception as exc:  # anything else about a file that loads but is not a usable classifier
         raise ModelLoadError(
-            f"{path} loads but is not a usable MNIST classifier: {type(exc).__name__}: {_first_line(exc)}"
+            f"{path} loads but is not a usable MNIST classifier: {type(exc).__name__}: {first_line(exc)}"
         ) from None
 
 
@@ -167,11 +168,6 @@ def _verify_hash(path: Path, data: bytes, manifest: Manifest) -> None:
             f"{path} does not match its manifest (sha256 {digest[:12]}... != {manifest.sha256[:12]}...): "
             f"the file was corrupted or modified; {redo}"
         )
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else "(no message)"
 
 
 class Classifier:
@@ -347,7 +343,7 @@ class Classifier:
             raise
         except Exception as exc:
             raise ModelLoadError(
-                f"{where} loads but fails to run: {type(exc).__name__}: {_first_line(exc)}; "
+                f"{where} loads but fails to run: {type(exc).__name__}: {first_line(exc)}; "
                 "is it an MNIST classifier (28x28 in, 10 out)?"
             ) from None
         if raw.shape != (len(probe), preprocess.NUM_CLASSES):

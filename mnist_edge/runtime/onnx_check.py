@@ -25,6 +25,8 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
+from mnist_edge._text import first_line
+
 __all__ = ["ALLOWED_OPERATORS", "MAX_TENSOR_BYTES", "MAX_TOTAL_BYTES", "OnnxStructureError", "check_onnx"]
 
 MAX_TENSOR_BYTES = 64 << 20
@@ -163,7 +165,7 @@ def check_onnx(data: bytes) -> None:
     try:
         onnx.checker.check_model(model, full_check=True)
     except Exception as exc:  # ValidationError, InferenceError, and whatever shape inference raises
-        raise OnnxStructureError(f"onnx.checker: {type(exc).__name__}: {_first_line(exc)}") from None
+        raise OnnxStructureError(f"onnx.checker: {type(exc).__name__}: {first_line(exc)}") from None
 
 
 def _tensors(graph: Any) -> Iterator[Any]:
@@ -229,8 +231,3 @@ def _check_tensor(tensor: Any) -> int:
                 f"tensor {name!r} (shape {dims}) needs {elements * per_element} values but holds {stored}"
             )
     return nbytes
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else "(no message)"
