@@ -599,3 +599,45 @@ def test_runtime_works_without_tensorflow_keras_or_tf2onnx(exported, pixels, tmp
     for kind in KINDS:
         path = str(exported[kind].path)
         assert result["labels"][path] == load(path).predict(pixels[:50]).tolist()
+
+
+# --------------------------------------------------------------------------- top_k
+
+
+def test_top_k_lists_the_most_likely_classes_of_each_image(clf, pixels):
+    x = pixels[:20]
+    probs = clf.predict_proba(x)
+    ranked = clf.top_k(x, k=3)
+    assert len(ranked) == 20 and all(len(row) == 3 for row in ranked)
+    for row, p in zip(ranked, probs, strict=True):
+        assert [c.probability for c in row] == sorted((float(v) for v in p), reverse=True)[:3]
+        assert all(c.name == clf.class_names[c.label] and c.probability == float(p[c.label]) for c in row)
+    np.testing.assert_array_equal([row[0].label for row in ranked], clf.predict(x))
+    assert ranked[0][0].to_dict() == {
+        "label": ranked[0][0].label,
+        "name": ranked[0][0].name,
+        "probability": ranked[0][0].probability,
+    }
+
+
+def test_top_k_puts_the_lower_label_first_on_a_tie():
+    from mnist_edge.runtime.prediction import top_k
+
+    row = np.array([[0.1, 0.3, 0.1, 0.3, 0.2]], dtype=np.float32)
+    assert [p.label for p in top_k(row, ("a", "b", "c", "d", "e"), k=5)[0]] == [1, 3, 4, 0, 2]
+
+
+@pytest.mark.parametrize("k", [0, 11, -1, 2.0, True])
+def test_top_k_refuses_k_outside_the_classes(classifiers, pixels, k):
+    with pytest.raises(InputError, match="k must be"):
+        classifiers[KINDS[0]].top_k(pixels[:2], k=k)
+
+
+def test_benchmark_engines_share_the_backends_options(exported):
+    from mnist_edge.runtime.litert import new_interpreter
+    from mnist_edge.runtime.onnxrt import session_options
+
+    options = session_options(3)
+    assert (options.intra_op_num_threads, options.inter_op_num_threads) == (3, 1)
+    interpreter = new_interpreter(exported[("tflite", "int8")].path.read_bytes(), 1)
+    assert len(interpreter.get_input_details()) == 1

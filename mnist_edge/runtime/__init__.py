@@ -30,8 +30,17 @@ from mnist_edge.errors import MnistEdgeError, ModelLoadError
 from mnist_edge.manifest import Manifest, TensorSpec, manifest_path, read_manifest
 from mnist_edge.runtime import preprocess
 from mnist_edge.runtime.base import BACKENDS, Backend, Finish, Runner, backend_for
+from mnist_edge.runtime.prediction import Prediction, top_k
 
-__all__ = ["BACKENDS", "MAX_BATCH_CHUNK", "MAX_MODEL_BYTES", "Classifier", "ManifestWarning", "load"]
+__all__ = [
+    "BACKENDS",
+    "MAX_BATCH_CHUNK",
+    "MAX_MODEL_BYTES",
+    "Classifier",
+    "ManifestWarning",
+    "Prediction",
+    "load",
+]
 
 #: Larger files are refused before they are read: our models are about 0.3-1 MB.
 MAX_MODEL_BYTES = 256 << 20
@@ -286,6 +295,14 @@ class Classifier:
             return _EMPTY_LABELS.copy()
         # Dequantising and normalising are strictly increasing maps: the raw argmax is the same.
         return raw.argmax(axis=1).astype(np.int64, copy=False)
+
+    def top_k(self, images: Any, k: int = 1) -> list[list[Prediction]]:
+        """The ``k`` most likely classes of each image, most likely first: one list per image.
+
+        Equal probabilities put the lower label first, as :meth:`predict` does. ``k`` outside
+        1..10 raises :class:`~mnist_edge.errors.InputError`.
+        """
+        return top_k(self.predict_proba(images), self._class_names, k)
 
     def _run_any(self, images: Any) -> np.ndarray:
         """Raw model output for anything ``predict_proba`` accepts: validated, converted, chunked."""

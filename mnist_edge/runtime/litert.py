@@ -25,7 +25,15 @@ from mnist_edge.manifest import TensorSpec
 from mnist_edge.runtime import preprocess
 from mnist_edge.runtime.base import Backend, Finish, Runner, Writer
 
-__all__ = ["LiteRTBackend"]
+__all__ = ["LiteRTBackend", "new_interpreter"]
+
+
+def new_interpreter(model_content: bytes, threads: int) -> Any:
+    """A LiteRT ``Interpreter`` over ``model_content`` with ``threads`` threads, built as the
+    backend builds each of its own; the benchmark's bare engine uses it too."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    return Interpreter(model_content=model_content, num_threads=threads)
 
 
 class _ThreadState:
@@ -98,9 +106,7 @@ class LiteRTBackend(Backend):
 
     def _interpreter(self, data: bytes | None = None) -> Any:
         """A new interpreter over ``data`` (default: the model this backend runs)."""
-        from ai_edge_litert.interpreter import Interpreter
-
-        return Interpreter(model_content=self._data if data is None else data, num_threads=self._threads)
+        return new_interpreter(self._data if data is None else data, self._threads)
 
     def _start(self, interpreter: Any) -> None:
         """Make ``interpreter`` the loading thread's and reset the other threads' (built lazily

@@ -22,7 +22,7 @@ from mnist_edge.errors import ModelLoadError
 from mnist_edge.manifest import TensorSpec
 from mnist_edge.runtime.base import Backend, Finish, Runner, Writer
 
-__all__ = ["OnnxBackend"]
+__all__ = ["OnnxBackend", "session_options"]
 
 _ORT_TYPES = {
     "tensor(float)": "float32",
@@ -30,6 +30,20 @@ _ORT_TYPES = {
     "tensor(uint8)": "uint8",
     "tensor(int8)": "int8",
 }
+
+
+def session_options(threads: int) -> Any:
+    """The ``onnxruntime.SessionOptions`` every session of ours is built with: ``threads`` intra-op
+    threads, sequential execution, errors-only logging. The benchmark's bare engine uses it too,
+    so backend and baseline differ only in the runtime's own code."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.log_severity_level = 3  # errors only: warnings would go to the embedding app's stderr
+    return options
 
 
 class OnnxBackend(Backend):
@@ -54,12 +68,9 @@ class OnnxBackend(Backend):
     def __init__(self, path: Path, data: bytes, *, threads: int = 1) -> None:
         import onnxruntime as ort
 
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.log_severity_level = 3  # errors only: warnings would go to the embedding app's stderr
-        session = ort.InferenceSession(data, sess_options=options, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(
+            data, sess_options=session_options(threads), providers=["CPUExecutionProvider"]
+        )
         inputs, outputs = session.get_inputs(), session.get_outputs()
         if len(inputs) != 1 or len(outputs) != 1:
             raise ModelLoadError(
