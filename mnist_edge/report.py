@@ -10,12 +10,17 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mnist_edge._files import atomic_write_bytes
+from mnist_edge._mnist import PIXEL_SCALE
 from mnist_edge._mnist import TUTORIAL_ACCURACY as TUTORIAL
 from mnist_edge._text import num
 from mnist_edge.environment import git_commit, machine_info
+
+if TYPE_CHECKING:
+    from mnist_edge.bench import BenchmarkReport
+    from mnist_edge.parity import ParityReport
 
 REPORT_NAME = "report.md"
 
@@ -27,26 +32,26 @@ def _load(path: Path) -> Any:
         return None
 
 
-def bundle_rows(parity: dict[str, Any] | None, bench: Any) -> list[dict[str, Any]]:
+def bundle_rows(parity: ParityReport | None, bench: BenchmarkReport | None) -> list[dict[str, Any]]:
     """One row per artifact: parity (accuracy, delta, agreement, PASS/FAIL) joined with the benchmark
-    (latency, throughput, speed-up) by file name. ``bench`` is a BenchmarkReport or None."""
+    (latency, throughput, speed-up) by file name."""
     by_name = {r.name: r for r in bench.rows} if bench else {}
     speedups = bench.speedup_vs_keras_predict if bench else {}
     rows = []
-    for prow in (parity or {}).get("rows", []):
-        name = Path(prow["artifact"]).name
+    for prow in parity.rows if parity else ():
+        name = prow.name
         brow = by_name.get(name)
         rows.append(
             {
                 "file": name,
-                "format": prow.get("format"),
-                "precision": prow.get("precision"),
-                "size_bytes": brow.size_bytes if brow else _size(prow["artifact"]),
-                "accuracy": prow.get("accuracy"),
-                "delta_pp": prow.get("delta_pp"),
-                "agreement_pct": prow.get("agreement_pct"),
-                "status": prow.get("status"),
-                "reasons": prow.get("reasons", []),
+                "format": prow.format,
+                "precision": prow.precision,
+                "size_bytes": brow.size_bytes if brow else _size(prow.artifact),
+                "accuracy": prow.accuracy,
+                "delta_pp": prow.delta_pp,
+                "agreement_pct": prow.agreement_pct,
+                "status": prow.status,
+                "reasons": list(prow.reasons),
                 "p50_us": brow.latency.p50_us if brow else None,
                 "throughput": brow.throughput[brow.largest_batch] if brow else None,
                 "speedup": speedups.get(name),
@@ -88,8 +93,8 @@ def _training_section(metrics: dict[str, Any]) -> list[str]:
         lines.append(
             f"Recipe: SGD (learning rate {config.get('learning_rate')}), sparse categorical "
             f"cross-entropy, batch {config.get('batch_size')}, {config.get('epochs')} epochs, "
-            f"pixels / 255, the first {config.get('validation_size')} training images held out for "
-            f"validation, seed {config.get('seed')}"
+            f"pixels / {PIXEL_SCALE:g}, the first {config.get('validation_size')} training images held "
+            f"out for validation, seed {config.get('seed')}"
             + (f"; training limited to {limit} images (--quick)" if limit else "")
             + "."
         )
@@ -117,14 +122,13 @@ def _training_section(metrics: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _bundle_section(parity: dict[str, Any] | None, rows: list[dict[str, Any]]) -> list[str]:
+def _bundle_section(parity: ParityReport | None, rows: list[dict[str, Any]]) -> list[str]:
     lines = ["## 3. Edge bundle", ""]
     if parity:
-        ref = parity.get("reference", {})
-        gate = "PASS" if parity.get("passed") else "FAIL"
+        gate = "PASS" if parity.passed else "FAIL"
         lines += [
-            f"Keras reference accuracy {num(ref.get('accuracy'), '.4f')} on "
-            f"{parity.get('images', 0):,} test images; parity gate: **{gate}**.",
+            f"Keras reference accuracy {num(parity.reference.accuracy, '.4f')} on "
+            f"{parity.images:,} test images; parity gate: **{gate}**.",
             "",
         ]
     lines += [
@@ -144,7 +148,7 @@ def _bundle_section(parity: dict[str, Any] | None, rows: list[dict[str, Any]]) -
     return [*lines, ""]
 
 
-def _benchmark_section(bench: Any) -> list[str]:
+def _benchmark_section(bench: BenchmarkReport | None) -> list[str]:
     lines = ["## 4. Latency and throughput", ""]
     if bench is None:
         return [*lines, "(benchmark not run)", ""]
@@ -172,7 +176,7 @@ def _embed_section(folder: Path, rows: list[dict[str, Any]]) -> list[str]:
     ]
 
 
-def _environment_section(metrics: dict[str, Any], bench: Any) -> list[str]:
+def _environment_section(metrics: dict[str, Any], bench: BenchmarkReport | None) -> list[str]:
     machine = bench.machine if bench else machine_info()
     lines = ["## 6. Environment", "", f"- CPU: {machine.get('cpu')} ({machine.get('cores')} cores)"]
     if bench:
@@ -186,11 +190,22 @@ def _environment_section(metrics: dict[str, Any], bench: Any) -> list[str]:
     return lines
 
 
+def _parity(folder: Path) -> ParityReport | None:
+    """``parity.json`` as the parity module reads it; None when it is missing or not that format."""
+    from mnist_edge.parity import ParityReport
+
+    data = _load(folder / "parity.json")
+    try:
+        return ParityReport.from_dict(data) if data else None
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def render(folder: Path, data_info: dict[str, Any] | None = None) -> str:
     from mnist_edge.bench import BenchmarkReport
 
     metrics = _load(folder / "metrics.json") or {}
-    parity = _load(folder / "parity.json")
+    parity = _parity(folder)
     bench_dict = _load(folder / "benchmark.json")
     bench = BenchmarkReport.from_dict(bench_dict) if bench_dict else None
     rows = bundle_rows(parity, bench)

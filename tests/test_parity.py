@@ -30,6 +30,7 @@ from mnist_edge.parity import (
     find_artifacts,
     judge,
     parse_override,
+    resolve_artifacts,
     verify,
 )
 
@@ -143,6 +144,22 @@ def test_the_report_serialises_to_json_and_markdown(exported, check, tmp_path):
     assert "| int8 | <= 0.3 pp | >= 99.3 % | n/a |" in markdown
 
 
+def test_the_report_reads_back_from_its_json(exported, check, tmp_path):
+    good = copy_artifact(exported, "onnx", "fp32", tmp_path)
+    bad = copy_artifact(exported, "tflite", "fp32", tmp_path)
+    bad.write_bytes(bad.read_bytes()[:-10])
+    report = check([good, bad], tolerances=TINY_INT8)
+    data = json.loads(json.dumps(report.to_dict()))
+    again = ParityReport.from_dict(data)
+    assert again.rows == report.rows and again.tolerances == TINY_INT8
+    assert (again.passed, again.images, again.reference_accuracy) == (
+        False,
+        10_000,
+        report.reference_accuracy,
+    )
+    assert again.to_dict() == data
+
+
 # --------------------------------------------------------------------------- real faults fail
 
 
@@ -242,6 +259,16 @@ def test_find_artifacts_lists_models_beside_the_reference_and_skips_temp_files(e
     assert all(n.endswith((".tflite", ".onnx")) for n in names)
     (tmp_path / ".model.fp32.tflite.mnist-edge-tmp-x.tflite").write_bytes(b"")
     assert find_artifacts(tmp_path) == []
+
+
+def test_resolve_artifacts_takes_the_given_ones_or_those_beside_the_model(exported_dir, tmp_path):
+    named = [tmp_path / "a.tflite"]
+    assert resolve_artifacts(named, tmp_path / "missing" / "model.keras") == named
+    assert resolve_artifacts(None, exported_dir / "model.keras") == find_artifacts(exported_dir)
+    with pytest.raises(MnistEdgeError, match=r"no .tflite or .onnx files beside .*mnist-edge export"):
+        resolve_artifacts([], tmp_path / "model.keras")
+    with pytest.raises(MnistEdgeError, match=r"folder .*missing does not exist: give artifacts or --model"):
+        resolve_artifacts(None, tmp_path / "missing" / "model.keras")
 
 
 # --------------------------------------------------------------------------- tolerances
