@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from mnist_edge._mnist import PIXEL_SCALE
 from mnist_edge.errors import ModelLoadError
 
 SCHEMA_VERSION = 1
@@ -80,7 +81,7 @@ class Manifest:
     size_bytes: int
     #: How float input is made from uint8 pixels: ``pixels * input_scale`` (1/255, the tutorial's).
     preprocessing: dict[str, Any] = field(
-        default_factory=lambda: {"divide_by": 255.0, "description": "float32 pixels / 255"}
+        default_factory=lambda: {"divide_by": PIXEL_SCALE, "description": "float32 pixels / 255"}
     )
     source_model_sha256: str | None = None
     versions: dict[str, str] = field(default_factory=dict)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from mnist_edge.manifest import TensorSpec
-from mnist_edge.runtime import preprocess
+from mnist_edge.runtime import fastpath, preprocess
 from mnist_edge.runtime.preprocess import make_input_plan, make_output_converter
 
 ALL_PIXELS = np.arange(256, dtype=np.uint8)
@@ -115,7 +115,7 @@ def test_remembered_rows_are_handed_out_as_fresh_arrays():
 
 
 def test_the_row_memo_stops_growing_at_its_limit(monkeypatch):
-    monkeypatch.setattr(preprocess, "MEMO_ROWS", 5)
+    monkeypatch.setattr(fastpath, "MEMO_ROWS", 5)
     spec = QUANTISED_OUTPUTS[0]
     convert = make_output_converter(spec, normalize=True, logits=False)
     raw = np.zeros((40, 10), np.uint8)

@@ -97,10 +97,10 @@ def test_any_batch_size_works(clf, pixels, n):
 
 
 def test_batches_larger_than_a_chunk_are_split_and_joined(clf, kind, exported, pixels, monkeypatch):
-    import mnist_edge.runtime as runtime
+    from mnist_edge.runtime import classifier
 
     whole = clf.predict_proba(pixels[:300])
-    monkeypatch.setattr(runtime, "MAX_BATCH_CHUNK", 128)
+    monkeypatch.setattr(classifier, "MAX_BATCH_CHUNK", 128)
     chunked = load(exported[kind].path)  # runs 300 images as 128 + 128 + 44
     np.testing.assert_allclose(chunked.predict_proba(pixels[:300]), whole, atol=1e-6)
     np.testing.assert_array_equal(chunked.predict(pixels[:300]), clf.predict(pixels[:300]))
@@ -621,10 +621,10 @@ def test_top_k_lists_the_most_likely_classes_of_each_image(clf, pixels):
 
 
 def test_top_k_puts_the_lower_label_first_on_a_tie():
-    from mnist_edge.runtime.prediction import top_k
+    from mnist_edge.runtime.prediction import ranked
 
     row = np.array([[0.1, 0.3, 0.1, 0.3, 0.2]], dtype=np.float32)
-    assert [p.label for p in top_k(row, ("a", "b", "c", "d", "e"), k=5)[0]] == [1, 3, 4, 0, 2]
+    assert [p.label for p in ranked(row, ("a", "b", "c", "d", "e"), k=5)[0]] == [1, 3, 4, 0, 2]
 
 
 @pytest.mark.parametrize("k", [0, 11, -1, 2.0, True])
@@ -641,3 +641,59 @@ def test_benchmark_engines_share_the_backends_options(exported):
     assert (options.intra_op_num_threads, options.inter_op_num_threads) == (3, 1)
     interpreter = new_interpreter(exported[("tflite", "int8")].path.read_bytes(), 1)
     assert len(interpreter.get_input_details()) == 1
+
+
+# --------------------------------------------------------------------------- registry and lifetime
+
+
+def test_importing_the_backend_base_imports_no_backend():
+    script = textwrap.dedent(
+        """
+        import json, sys
+        import mnist_edge.runtime.base
+        import mnist_edge.runtime.registry
+        print(json.dumps(sorted(m for m in sys.modules if m.startswith("mnist_edge.runtime."))))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=ROOT, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    loaded = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "mnist_edge.runtime.base" in loaded
+    backends = ("mnist_edge.runtime.litert", "mnist_edge.runtime.onnxrt", "mnist_edge.runtime.keras_ref")
+    assert [m for m in loaded if m in backends] == []
+
+
+def test_the_registry_resolves_suffixes_and_names_to_backend_classes():
+    from mnist_edge.runtime.onnxrt import OnnxBackend
+    from mnist_edge.runtime.registry import backend_for
+
+    assert set(BACKENDS) == {".tflite", ".onnx", ".keras"}
+    assert BACKENDS[".tflite"] is LiteRTBackend and backend_for("m.TFLITE") is LiteRTBackend
+    assert backend_for("anything", "ort") is OnnxBackend
+    with pytest.raises(ModelLoadError, match=r"unknown backend 'tensorrt': choose one of .*litert"):
+        backend_for("m.onnx", "tensorrt")
+    with pytest.raises(ModelLoadError, match=r"suffix '\.pt'"):
+        backend_for("m.pt")
+
+
+def test_a_closed_classifier_refuses_every_call(kind, exported, pixels):
+    with load(exported[kind].path) as clf:
+        expected = clf.predict(pixels[:3])
+        assert not clf.closed
+    assert clf.closed and "closed" in repr(clf)
+    for call in (
+        lambda: clf.predict(pixels[:1]),
+        lambda: clf.predict_proba(pixels[:1]),
+        lambda: clf.predict(pixels[:300]),
+        lambda: clf.predict_proba(pixels[:2] / 255.0),
+        lambda: clf.predict(pixels[:0]),
+        lambda: clf.top_k(pixels[:1]),
+    ):
+        with pytest.raises(MnistEdgeError, match="was closed: load it again"):
+            call()
+    clf.close()  # twice is harmless
+    assert clf.class_names == CLASS_NAMES  # the description outlives the engine
+    with load(exported[kind].path) as again:
+        np.testing.assert_array_equal(again.predict(pixels[:3]), expected)

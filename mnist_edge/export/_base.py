@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mnist_edge._mnist import PIXEL_SCALE
 from mnist_edge.export.calibration import CalibrationSet
 from mnist_edge.manifest import TensorSpec
 
@@ -45,10 +46,10 @@ class Written:
 #: afterwards) and describes it.
 Exporter = Callable[[ExportJob, Path], Written]
 
-FLOAT_PREPROCESSING: dict[str, Any] = {"divide_by": 255.0, "description": "float32 pixels / 255"}
+FLOAT_PREPROCESSING: dict[str, Any] = {"divide_by": PIXEL_SCALE, "description": "float32 pixels / 255"}
 #: Both int8 models take uint8 pixels as they are (input scale 1/255, zero point 0).
 INT8_PREPROCESSING: dict[str, Any] = {
-    "divide_by": 255.0,
+    "divide_by": PIXEL_SCALE,
     "description": "uint8 pixels as they are: input scale 1/255 and zero point 0 make "
     "quantise(pixels / 255) == pixels",
 }

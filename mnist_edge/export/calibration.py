@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from mnist_edge._mnist import PIXEL_SCALE
 from mnist_edge.data import MnistData
 from mnist_edge.errors import ExportError
 from mnist_edge.train import TrainConfig
@@ -74,5 +75,5 @@ def calibration_set(
         [rng.choice(idx, n, replace=False) for idx, n in zip(by_class, counts, strict=True)]
     )
     rng.shuffle(chosen)
-    images = x_pool[chosen].astype(np.float32) / 255.0
+    images = x_pool[chosen].astype(np.float32) / PIXEL_SCALE
     return CalibrationSet(images=images, samples=samples, seed=seed)

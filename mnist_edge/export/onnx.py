@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from mnist_edge._heavy import tensorflow
+from mnist_edge._mnist import PIXEL_SCALE
 from mnist_edge.errors import ExportError
 from mnist_edge.export._base import (
     FLOAT_PREPROCESSING,
@@ -36,6 +37,7 @@ from mnist_edge.export._base import (
     Written,
 )
 from mnist_edge.manifest import TensorSpec
+from mnist_edge.runtime.onnxrt import tensor_spec
 
 #: A recent opset that onnxruntime >= 1.20 runs and tf2onnx 1.17 writes.
 DEFAULT_OPSET = 17
@@ -46,15 +48,8 @@ BATCH_DIM = "batch"
 CALIBRATION_BATCH = 100
 
 #: The int8 model's input quantisation: with it, QuantizeLinear(pixels / 255) == pixels for 0..255.
-PIXEL_SCALE = np.float32(1 / 255)
-PIXEL_ZERO_POINT = np.uint8(0)
-
-_ORT_DTYPES = {
-    "tensor(float)": "float32",
-    "tensor(float16)": "float16",
-    "tensor(uint8)": "uint8",
-    "tensor(int8)": "int8",
-}
+INPUT_SCALE = np.float32(1 / PIXEL_SCALE)
+INPUT_ZERO_POINT = np.uint8(0)
 
 
 def export_fp32(job: ExportJob, path: Path) -> Written:
@@ -114,7 +109,7 @@ def export_int8(job: ExportJob, path: Path) -> Written:
     path.write_bytes(proto.SerializeToString())
     model_input, model_output = read_io(path)
     # ONNX Runtime does not report quantisation parameters; they come from the graph.
-    model_input = dataclasses.replace(model_input, scale=float(PIXEL_SCALE), zero_point=int(PIXEL_ZERO_POINT))
+    model_input = dataclasses.replace(model_input, scale=float(INPUT_SCALE), zero_point=int(INPUT_ZERO_POINT))
     model_output = dataclasses.replace(model_output, scale=output_scale, zero_point=output_zero_point)
     return Written(input=model_input, output=model_output, preprocessing=dict(INT8_PREPROCESSING))
 
@@ -161,10 +156,10 @@ def integer_io(model: Any) -> tuple[float, int]:
         )
     quantize = users[0]
     scale, zero_point = _quantization(quantize, initializers)
-    if not (_same(scale, PIXEL_SCALE) and _same(zero_point, PIXEL_ZERO_POINT)):
+    if not (_same(scale, INPUT_SCALE) and _same(zero_point, INPUT_ZERO_POINT)):
         raise ExportError(
             f"the int8 ONNX input is quantised with scale {scale!r} and zero point {zero_point!r}, "
-            f"not float32(1/255) = {PIXEL_SCALE!r} and uint8 0: quantise(pixels / 255) would not "
+            f"not float32(1/255) = {INPUT_SCALE!r} and uint8 0: quantise(pixels / 255) would not "
             "be the pixels themselves, so the model cannot take raw uint8 pixels (are the "
             "calibration's black and white anchor images missing?)"
         )
@@ -303,9 +298,4 @@ def read_io(path: Path) -> tuple[TensorSpec, TensorSpec]:
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     (model_input,) = session.get_inputs()
     (model_output,) = session.get_outputs()
-    return _spec(model_input), _spec(model_output)
-
-
-def _spec(arg: Any) -> TensorSpec:
-    shape = tuple(d if isinstance(d, int) else None for d in arg.shape)
-    return TensorSpec(name=arg.name, shape=shape, dtype=_ORT_DTYPES[arg.type])
+    return tensor_spec(model_input), tensor_spec(model_output)

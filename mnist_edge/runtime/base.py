@@ -3,17 +3,16 @@
 A backend owns one engine and nothing else: it opens a model from bytes, reports the model's
 input and output as :class:`~mnist_edge.manifest.TensorSpec` (read from the engine, not from the
 manifest) and runs a batch that is already in the model's dtype and shape. Validation,
-(de)quantisation, batching and class names live once, in :class:`~mnist_edge.runtime.Classifier`.
-(Polygraphy's runners and HTTPX's transports follow the same split.)
+(de)quantisation, batching and class names live once, in
+:class:`~mnist_edge.runtime.classifier.Classifier`. (Polygraphy's runners and HTTPX's transports
+follow the same split.)
 
 Adding an engine is one module with a :class:`Backend` subclass plus one line in
-:data:`BACKENDS`. Engines are imported inside ``__init__``, never at module level, so importing
-this registry costs nothing.
+:mod:`~mnist_edge.runtime.registry`. This module imports none of the backends: they import it.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
@@ -22,7 +21,7 @@ import numpy as np
 
 from mnist_edge.manifest import TensorSpec
 
-__all__ = ["BACKENDS", "Backend", "Finish", "Runner", "Writer", "backend_for"]
+__all__ = ["Backend", "Finish", "Runner", "Writer"]
 
 #: ``write(pixels, out)``: turn uint8 pixels into model input, in place in ``out``.
 Writer = Callable[[np.ndarray, np.ndarray], object]
@@ -77,79 +76,36 @@ class Backend:
     def run(self, batch: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def close(self) -> None:
+        """Let go of the engine and its memory. The default drops nothing: the engine goes when
+        the backend does."""
+
     def fold_input_scale(self, divide_by: float) -> bool:
         """Make the model take float pixels 0..255 where it took ``pixels / divide_by``, if the
-        engine's model allows that exactly; return whether it did. Called once, before any runner
-        is built, only for float-input models.
+        engine's model allows that exactly; return whether it did. Called once, before anything
+        is bound, only for float-input models.
 
         Why: the division is a whole numpy pass per call that the model can absorb for free (see
         :mod:`~mnist_edge.runtime.tflite_fold`). The default folds nothing.
         """
         return False
 
-    def runner(self, finish: Finish | None = None) -> Runner:
-        """``run`` as a plain function for the per-call path, its result passed through
-        ``finish`` when given (the Classifier's dequantise/normalise step).
+    def bind(self, write: Writer | None = None, finish: Finish | None = None) -> Runner:
+        """The per-call function: model input (or, with ``write``, uint8 pixels that
+        ``write(pixels, out)`` turns into model input in ``out``) -> ``run``'s output, passed
+        through ``finish`` when given (the Classifier's dequantise/normalise step).
 
-        Built once per model: a closure holds its constants in cells rather than looking them
-        up, and applying ``finish`` inside it saves the caller a call. At batch 1 an int8
-        inference is ~100,000 instructions and each avoided Python call frame ~400, so the
-        runtime's overhead budget is spent in exactly such places.
+        Built once per model and call kind. This default composes ``run``; a backend whose
+        engine lets it skip work per call overrides it with :mod:`~mnist_edge.runtime.fastpath`.
         """
         run = self.run
-        if finish is None:
-            return run
-        return lambda batch: finish(run(batch))
-
-    def converted_runner(self, write: Writer, finish: Finish | None = None) -> Runner:
-        """Like :meth:`runner`, for uint8 ``pixels`` ``(n, *input.shape[1:])`` (any strides) that
-        ``write(pixels, out)`` turns into model input in ``out``.
-
-        A backend whose engine exposes its input buffer overrides this to write there directly
-        and save a pass over the batch; this default allocates.
-        """
-        dtype, run = np.dtype(self.input.dtype), self.runner(finish)
+        if write is None:
+            return run if finish is None else lambda batch: finish(run(batch))
+        dtype = np.dtype(self.input.dtype)
 
         def run_pixels(pixels: np.ndarray) -> np.ndarray:
             batch = np.empty(pixels.shape, dtype=dtype)
             write(pixels, batch)
-            return run(batch)
+            return run(batch) if finish is None else finish(run(batch))
 
         return run_pixels
-
-
-def _registry() -> dict[str, type[Backend]]:
-    # Imported here, after Backend exists: the backend modules subclass it (the package's
-    # __init__ imports this module first, so the cycle always resolves in this order).
-    from mnist_edge.runtime.keras_ref import KerasBackend
-    from mnist_edge.runtime.litert import LiteRTBackend
-    from mnist_edge.runtime.onnxrt import OnnxBackend
-
-    return {".tflite": LiteRTBackend, ".onnx": OnnxBackend, ".keras": KerasBackend}
-
-
-#: File suffix -> backend class. One line per engine.
-BACKENDS: dict[str, type[Backend]] = _registry()
-
-
-def backend_for(path: str | os.PathLike[str], backend: str | None = None) -> type[Backend]:
-    """The backend class for ``path``: by name if ``backend`` is given, else by file suffix."""
-    from mnist_edge.errors import ModelLoadError
-
-    classes = list(dict.fromkeys(BACKENDS.values()))
-    if backend is not None:
-        wanted = backend.lower()
-        for cls in classes:
-            if wanted == cls.name or wanted in cls.aliases:
-                return cls
-        names = ", ".join(sorted({cls.name for cls in classes} | {a for c in classes for a in c.aliases}))
-        raise ModelLoadError(f"unknown backend {backend!r}: choose one of {names}")
-    suffix = Path(path).suffix.lower()
-    try:
-        return BACKENDS[suffix]
-    except KeyError:
-        known = ", ".join(sorted(BACKENDS))
-        raise ModelLoadError(
-            f"{path} has suffix {suffix or '(none)'!r}; the runtime reads {known} files "
-            "(or pass backend= to say which engine to use)"
-        ) from None

@@ -34,6 +34,9 @@ class KerasBackend(Backend):
         self.output = TensorSpec(name="probabilities", shape=(None, 10), dtype="float32")
         self._lock = threading.Lock()  # a Keras model call is not documented as thread-safe
 
+    def close(self) -> None:
+        self._model = None
+
     def run(self, batch: np.ndarray) -> np.ndarray:
         with self._lock:
             out = self._model(batch, training=False)

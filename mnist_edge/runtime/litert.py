@@ -1,15 +1,9 @@
 """LiteRT (``ai-edge-litert``) backend for ``.tflite`` files.
 
-A LiteRT interpreter is not thread-safe (8 threads sharing one failed 2,393 of 2,400 calls in
-our measurements), so each thread gets its own, built lazily from the same verified bytes and
-kept in a ``threading.local``. The thread that loaded the model uses the first interpreter, found
-by comparing thread ids: cheaper than the ``threading.local`` lookup, which measured about 2 % of a
-batch-1 call. A batch of a new size resizes that thread's input tensor.
-
-Speed: the per-call path uses the interpreter's pybind wrapper (``Interpreter._interpreter``)
-directly. The public methods add a ``sys.getrefcount`` safety check per call that guards against
-callers holding views of tensor memory; we never hold one, and the wrapper saves ~0.5 us of a
-~6 us int8 call. If a future LiteRT drops the wrapper, we fall back to the public methods.
+A LiteRT interpreter is not thread-safe (threads sharing one fail most of their calls), so each
+thread gets its own, built lazily from the same verified bytes and kept in a ``threading.local``;
+the thread that loaded the model keeps the first. A batch of a new size resizes that thread's
+input tensor. The per-call function is built by :func:`~mnist_edge.runtime.fastpath.litert_bind`.
 """
 
 from __future__ import annotations
@@ -22,8 +16,9 @@ import numpy as np
 
 from mnist_edge.errors import ModelLoadError
 from mnist_edge.manifest import TensorSpec
-from mnist_edge.runtime import preprocess
+from mnist_edge.runtime import fastpath, preprocess
 from mnist_edge.runtime.base import Backend, Finish, Runner, Writer
+from mnist_edge.runtime.fastpath import LiteRTCalls
 
 __all__ = ["LiteRTBackend", "new_interpreter"]
 
@@ -36,38 +31,6 @@ def new_interpreter(model_content: bytes, threads: int) -> Any:
     return Interpreter(model_content=model_content, num_threads=threads)
 
 
-class _ThreadState:
-    """One interpreter and its pre-bound calls, owned by one thread."""
-
-    __slots__ = ("allocate", "base", "get", "interpreter", "invoke", "n", "resize", "set", "view")
-
-    def __init__(self, interpreter: Any, input_index: int) -> None:
-        self.interpreter = interpreter  # owns the delegates and keeps the model bytes alive
-        raw = getattr(interpreter, "_interpreter", None)
-        needed = ("SetTensor", "Invoke", "GetTensor", "ResizeInputTensor", "AllocateTensors")
-        if raw is not None and all(hasattr(raw, name) for name in needed):
-            # Same signatures as the public set_tensor(index, value) / invoke() / get_tensor(index).
-            self.set, self.invoke, self.get = raw.SetTensor, raw.Invoke, raw.GetTensor
-            resize, self.allocate = raw.ResizeInputTensor, raw.AllocateTensors
-            # view(base, index): a numpy view of a tensor's buffer; base keeps the memory's owner alive.
-            self.view, self.base = raw.tensor, raw
-
-            def resize_input(shape: list[int]) -> None:
-                resize(input_index, np.array(shape, dtype=np.int32), False)
-
-        else:  # pragma: no cover - only on a LiteRT without the pybind wrapper attribute
-            self.set, self.invoke = interpreter.set_tensor, interpreter.invoke
-            self.get = interpreter.get_tensor
-            self.allocate = interpreter.allocate_tensors
-            self.view, self.base = (lambda _base, index: interpreter.tensor(index)()), None
-
-            def resize_input(shape: list[int]) -> None:
-                interpreter.resize_tensor_input(input_index, shape, strict=False)
-
-        self.resize = resize_input
-        self.n = -1  # batch size the tensors are allocated for; -1: not yet
-
-
 class LiteRTBackend(Backend):
     name = "litert"
     aliases = ("tflite",)
@@ -76,7 +39,7 @@ class LiteRTBackend(Backend):
     @classmethod
     def check_file(cls, path: Path, data: bytes) -> None:
         """Refuse, before LiteRT parses them, files that would crash or exhaust it (see tflite_check)."""
-        from mnist_edge.runtime.tflite_check import TFLiteStructureError, check_tflite
+        from mnist_edge.runtime.guard.tflite_check import TFLiteStructureError, check_tflite
 
         try:
             check_tflite(data)
@@ -113,9 +76,9 @@ class LiteRTBackend(Backend):
         from ``self._data``). A thread id is reused only after its thread has ended, so a later
         thread with the same id never shares the interpreter with a live one."""
         self._owner = threading.get_ident()
-        self._main = _ThreadState(interpreter, self._input_index)
+        self._main = LiteRTCalls(interpreter, self._input_index)
         self._local = threading.local()
-        self._run = self.runner()
+        self._run = self.bind()
 
     def fold_input_scale(self, divide_by: float) -> bool:
         """Swap in the model with ``/ divide_by`` folded into its first layer (dynamic-range models
@@ -153,7 +116,7 @@ class LiteRTBackend(Backend):
         except Exception:
             return False
 
-    def _state(self, n: int) -> _ThreadState:
+    def _state(self, n: int) -> LiteRTCalls:
         """This thread's interpreter (made on first use), its input resized for a batch of ``n``."""
         if threading.get_ident() == self._owner:
             state = self._main
@@ -161,7 +124,7 @@ class LiteRTBackend(Backend):
             try:
                 state = self._local.state
             except AttributeError:
-                state = self._local.state = _ThreadState(self._interpreter(), self._input_index)
+                state = self._local.state = LiteRTCalls(self._interpreter(), self._input_index)
         if n != state.n:
             state.resize([n, *self._inner])
             state.allocate()
@@ -171,39 +134,15 @@ class LiteRTBackend(Backend):
     def run(self, batch: np.ndarray) -> np.ndarray:
         return self._run(batch)
 
-    def runner(self, finish: Finish | None = None) -> Runner:
-        return self._runner(None, finish)
+    def bind(self, write: Writer | None = None, finish: Finish | None = None) -> Runner:
+        return fastpath.litert_bind(
+            self._state, self._main, self._owner, self._input_index, self._output_index, write, finish
+        )
 
-    def converted_runner(self, write: Writer, finish: Finish | None = None) -> Runner:
-        return self._runner(write, finish)
-
-    def _runner(self, write: Writer | None, finish: Finish | None) -> Runner:
-        """The per-call function behind both: ``set_tensor`` of ready model input, or (``write``)
-        the converted pixels written straight into the input tensor - no temporary, no copy.
-
-        The common case is inline (the loading thread, same batch size as last time), constants
-        in closure cells: at batch 1 the int8 model's whole inference is ~6-15 us, so every lookup
-        shows. A view of the input tensor must be gone before invoke: the engine may move its
-        buffers (on a resize, or inside invoke for a graph with data-dependent shapes), so one is
-        made per call.
-        """
-        index, out_index, state_for = self._input_index, self._output_index, self._state
-        get_ident, owner, main = threading.get_ident, self._owner, self._main
-
-        def run(batch: np.ndarray) -> np.ndarray:
-            state = main
-            if get_ident() != owner or len(batch) != state.n:  # len(): cheaper than .shape[0]
-                state = state_for(len(batch))
-            if write is None:
-                state.set(index, batch)
-            else:
-                view = state.view(state.base, index)
-                write(batch, view)
-                del view
-            state.invoke()
-            return state.get(out_index) if finish is None else finish(state.get(out_index))
-
-        return run
+    def close(self) -> None:
+        # Interpreters of other threads go with their threads; this drops the loading thread's
+        # and the model bytes, so a call after close fails instead of running a stale engine.
+        self._main = self._local = self._data = self._run = None  # type: ignore[assignment]
 
 
 def _spec(detail: dict[str, Any]) -> TensorSpec:

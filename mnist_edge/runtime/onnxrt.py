@@ -2,17 +2,12 @@
 
 One ``InferenceSession`` serves every thread: onnxruntime documents concurrent ``run`` calls on a
 session as safe. The session is built from the verified bytes (never re-read from disk), on the
-CPU provider, with ``threads`` intra-op threads and sequential execution - the edge setting.
-
-Speed: ``InferenceSession.run`` re-validates the feed's names and OrtValue ownership on every call
-(~10 us of a ~30 us batch-1 call here). Our feed is built by us - one numpy array under the one
-input name - so we call the underlying C++ session (``InferenceSession._sess``) directly, and fall
-back to the public method if a future onnxruntime renames it.
+CPU provider, with ``threads`` intra-op threads and sequential execution - the edge setting. The
+per-call function is built by :mod:`~mnist_edge.runtime.fastpath`.
 """
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +15,13 @@ import numpy as np
 
 from mnist_edge.errors import ModelLoadError
 from mnist_edge.manifest import TensorSpec
+from mnist_edge.runtime import fastpath
 from mnist_edge.runtime.base import Backend, Finish, Runner, Writer
 
-__all__ = ["OnnxBackend", "session_options"]
+__all__ = ["ORT_TYPES", "OnnxBackend", "session_options", "tensor_spec"]
 
-_ORT_TYPES = {
+#: onnxruntime's type names -> the manifest's dtypes: the types our models use.
+ORT_TYPES = {
     "tensor(float)": "float32",
     "tensor(float16)": "float16",
     "tensor(uint8)": "uint8",
@@ -55,7 +52,7 @@ class OnnxBackend(Backend):
     def check_file(cls, path: Path, data: bytes) -> None:
         """Refuse external data, oversized tensors and unchecked graphs before onnxruntime parses
         the file (see onnx_check)."""
-        from mnist_edge.runtime.onnx_check import OnnxStructureError, check_onnx
+        from mnist_edge.runtime.guard.onnx_check import OnnxStructureError, check_onnx
 
         try:
             check_onnx(data)
@@ -77,50 +74,30 @@ class OnnxBackend(Backend):
                 f"{path} has {len(inputs)} inputs and {len(outputs)} outputs; an MNIST classifier "
                 "has one of each"
             )
-        self.input = _spec(inputs[0])
-        self.output = _spec(outputs[0])
+        self.input = tensor_spec(inputs[0])
+        self.output = tensor_spec(outputs[0])
         if self.input.shape and self.input.shape[0] is not None:
             self.fixed_batch = self.input.shape[0]
         self._session = session
-        self._local = threading.local()
-        input_name, output_names = inputs[0].name, [outputs[0].name]
-        inner = getattr(session, "_sess", None)
-        if inner is not None and hasattr(inner, "run"):
-            run, run_options = inner.run, ort.RunOptions()
-            self._call = lambda batch: run(output_names, {input_name: batch}, run_options)[0]
-        else:  # pragma: no cover - only on an onnxruntime without the private session attribute
-            run = session.run
-            self._call = lambda batch: run(output_names, {input_name: batch})[0]
+        self._call = fastpath.onnx_call(session, inputs[0].name, outputs[0].name)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         return self._call(batch)
 
-    def runner(self, finish: Finish | None = None) -> Runner:
-        call = self._call
-        return call if finish is None else lambda batch: finish(call(batch))
+    def bind(self, write: Writer | None = None, finish: Finish | None = None) -> Runner:
+        return fastpath.onnx_bind(self._call, np.dtype(self.input.dtype), write, finish)
 
-    def converted_runner(self, write: Writer, finish: Finish | None = None) -> Runner:
-        # Pixels are converted into an input buffer this thread keeps, sized for the last batch
-        # (as LiteRT keeps its tensor arena): onnxruntime reads the input only during run(), and a
-        # warm buffer saves ~2 us of a ~30 us batch-1 call and ~4 % of a batch of 1,024 (no fresh
-        # pages to fault in). The Classifier never passes more than MAX_BATCH_CHUNK images here.
-        local, call, dtype = self._local, self._call, np.dtype(self.input.dtype)
-
-        def run_pixels(pixels: np.ndarray) -> np.ndarray:
-            buffer = getattr(local, "buffer", None)
-            if buffer is None or len(buffer) != len(pixels):  # pixels are always (n, *inner)
-                buffer = local.buffer = np.empty(pixels.shape, dtype=dtype)
-            write(pixels, buffer)
-            return call(buffer) if finish is None else finish(call(buffer))
-
-        return run_pixels
+    def close(self) -> None:
+        self._session = self._call = None  # type: ignore[assignment]
 
 
-def _spec(node: Any) -> TensorSpec:
-    dtype = _ORT_TYPES.get(node.type)
+def tensor_spec(node: Any) -> TensorSpec:
+    """An onnxruntime ``NodeArg`` (``session.get_inputs()[0]``) as a TensorSpec; the exporter reads
+    the files it writes back through this too."""
+    dtype = ORT_TYPES.get(node.type)
     if dtype is None:
         raise ModelLoadError(
-            f"tensor {node.name!r} has type {node.type}; the runtime supports {', '.join(_ORT_TYPES)}"
+            f"tensor {node.name!r} has type {node.type}; the runtime supports {', '.join(ORT_TYPES)}"
         )
     # Symbolic ('N', 'unk__20') and missing dimensions are dynamic.
     shape = tuple(d if isinstance(d, int) and d > 0 else None for d in (node.shape or []))

@@ -9,7 +9,7 @@ import numpy as np
 
 from mnist_edge.errors import InputError
 
-__all__ = ["Prediction", "top_k"]
+__all__ = ["Prediction", "ranked"]
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,7 @@ class Prediction:
         return asdict(self)
 
 
-def top_k(probabilities: np.ndarray, class_names: tuple[str, ...], k: int = 1) -> list[list[Prediction]]:
+def ranked(probabilities: np.ndarray, class_names: tuple[str, ...], k: int = 1) -> list[list[Prediction]]:
     """The ``k`` most likely classes of each row of ``probabilities`` ``(N, classes)``, most likely
     first; equal probabilities keep the lower label first, as ``argmax`` does."""
     classes = len(class_names)

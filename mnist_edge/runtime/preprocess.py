@@ -26,14 +26,13 @@ from typing import Any
 
 import numpy as np
 
+from mnist_edge._mnist import IMAGE_SHAPE, NUM_CLASSES, PIXEL_SCALE, PIXELS
 from mnist_edge.errors import InputError
 from mnist_edge.manifest import TensorSpec
+from mnist_edge.runtime import fastpath
 
-IMAGE_SHAPE = (28, 28)
-PIXELS = 28 * 28
-NUM_CLASSES = 10
 #: ``preprocessing.divide_by`` when a manifest does not say (the tutorial's ``x / 255``).
-DEFAULT_DIVIDE_BY = 255.0
+DEFAULT_DIVIDE_BY = PIXEL_SCALE
 
 _U8 = np.dtype(np.uint8)
 _F32 = np.dtype(np.float32)
@@ -264,9 +263,9 @@ def make_input_plan(
 
         def write(x: np.ndarray, out: np.ndarray) -> object:
             # Cast, then divide in place: the same float32 division as ``x / divisor`` (bit for
-            # bit), but two tight loops instead of one buffered mixed-type loop - about 1 us less
-            # at batch 1 and a quarter less at batch 1,024 here. (Item assignment, not np.copyto,
-            # whose Python-level dispatcher costs a few hundred ns.)
+            # bit), but two tight loops instead of one buffered mixed-type loop (fastpath.py
+            # lists what it saved). Item assignment, not np.copyto, whose Python-level
+            # dispatcher costs more than the copy of one image.
             out[...] = x
             return divide(out, divisor, out)
 
@@ -368,38 +367,24 @@ def unchanged(raw: np.ndarray) -> np.ndarray:
     return raw
 
 
-#: Rows the batch-1 normaliser remembers (about 250 bytes each).
-MEMO_ROWS = 2048
-
-
 def _normalizer(dtype: str, zp: int) -> OutputConverter:
     """Quantised probabilities -> ``float32(q - zp) / float32(sum(q - zp))``.
 
     The scale cancels, and the levels and their sums (at most 2,550) are exact in float32, so the
-    only rounding is the division's, in float32 throughout: half the memory traffic of float64,
-    which shows at batch 1,024. Values below the zero point (impossible for a softmax) count as
-    0; an all-zero row comes out uniform rather than NaN.
-
-    Batch 1 is the latency path, where numpy's per-call cost dominates (the three numpy calls
-    below are ~10,000 instructions for ten numbers, an int8 inference ~110,000). So it remembers
-    rows: the ten raw bytes are the key, and the answer is a copy of what ``compute`` gave the
-    first time - the function every batch goes through, so a row's result never depends on the
-    batch it came in. A confident classifier's quantised softmax has few distinct rows (the int8 TFLite
-    model gives 1,613 over the 10,000 test digits; the ten most common cover 74 %), so real
-    traffic mostly hits. The memo stops growing at :data:`MEMO_ROWS` (about 0.5 MB).
+    only rounding is the division's, in float32 throughout: half the memory traffic of float64.
+    Values below the zero point (impossible for a softmax) count as 0; an all-zero row comes out
+    uniform rather than NaN. Single rows are remembered (:func:`.fastpath.remember_rows`).
     """
     f32 = np.float32
     # The level (q - zp) of every raw byte, indexed by the byte as uint8 (int8 -1 is byte 255).
     levels = np.maximum(np.arange(256, dtype=np.uint8).view(dtype).astype(np.float32) - zp, f32(0))
     plain = dtype == "uint8" and zp == 0  # our int8 models: the raw values are the levels themselves
     ones = np.ones((NUM_CLASSES, 1), dtype=f32)
-    rows: dict[bytes, np.ndarray] = {}
 
     def compute(raw: np.ndarray) -> np.ndarray:
         shifted = raw.astype(f32) if plain else levels.take(raw.view(np.uint8))
         # Row sums of small integers: exact in any order, so a matrix product gives what
-        # sum(axis=1) gives, at 4 us instead of 28 for 1,024 rows of ten (one BLAS call rather
-        # than a reduction loop per row).
+        # sum(axis=1) gives, in one BLAS call rather than a reduction loop per row.
         totals = shifted @ ones
         if not totals.all():
             empty = totals[:, 0] <= 0
@@ -408,15 +393,4 @@ def _normalizer(dtype: str, zp: int) -> OutputConverter:
         shifted /= totals
         return shifted
 
-    def normalize(raw: np.ndarray) -> np.ndarray:
-        if raw.shape[0] != 1:
-            return compute(raw)
-        key = raw.tobytes()
-        row = rows.get(key)
-        if row is None:
-            row = compute(raw)
-            if len(rows) < MEMO_ROWS:
-                rows[key] = row
-        return row.copy()
-
-    return normalize
+    return fastpath.remember_rows(compute)

@@ -29,7 +29,7 @@ from collections import Counter
 
 import numpy as np
 
-from mnist_edge.runtime.tflite_check import (
+from mnist_edge.runtime.guard.tflite_check import (
     _BUF_DATA,
     _MODEL_BUFFERS,
     _MODEL_OPCODES,
@@ -66,7 +66,7 @@ def fold_input_division(data: bytes, divide_by: float) -> bytes | None:
     """A copy of the model that takes ``pixels`` where ``data`` takes ``pixels / divide_by``, or
     ``None`` when the graph is not one this fold is exact for (see the module docstring).
 
-    ``data`` must already have passed :func:`~mnist_edge.runtime.tflite_check.check_tflite`.
+    ``data`` must already have passed :func:`~mnist_edge.runtime.guard.tflite_check.check_tflite`.
     """
     buf = _Buffer(data)
     model = buf.table(buf.follow(0))

@@ -25,8 +25,9 @@ from mnist_edge.cli import app
 from mnist_edge.errors import ModelLoadError
 from mnist_edge.export import TARGETS
 from mnist_edge.manifest import manifest_path
-from mnist_edge.runtime import load, sandbox
-from mnist_edge.runtime.sandbox import Sandbox, check_isolated
+from mnist_edge.runtime import load
+from mnist_edge.runtime.guard import sandbox
+from mnist_edge.runtime.guard.sandbox import Sandbox, check_isolated
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
 ROOT = Path(__file__).resolve().parents[2]

@@ -22,9 +22,9 @@ from hypothesis import strategies as st
 
 from mnist_edge.errors import ModelLoadError
 from mnist_edge.runtime import BACKENDS, load
-from mnist_edge.runtime.onnx_check import OnnxStructureError, check_onnx
-from mnist_edge.runtime.sandbox import Sandbox
-from mnist_edge.runtime.tflite_check import MAX_TENSOR_BYTES, TFLiteStructureError, check_tflite
+from mnist_edge.runtime.guard.onnx_check import OnnxStructureError, check_onnx
+from mnist_edge.runtime.guard.sandbox import Sandbox
+from mnist_edge.runtime.guard.tflite_check import MAX_TENSOR_BYTES, TFLiteStructureError, check_tflite
 
 from . import mutators
 

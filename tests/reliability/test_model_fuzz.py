@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from mnist_edge.runtime.sandbox import Sandbox
+from mnist_edge.runtime.guard.sandbox import Sandbox
 
 from . import mutators
 

@@ -30,7 +30,7 @@ sys.path.insert(0, str(HERE.parents[1]))  # tests/: for reliability.mutators
 
 from reliability.mutators import Field, set_field, tflite_fields  # noqa: E402
 
-from mnist_edge.runtime.sandbox import Sandbox  # noqa: E402
+from mnist_edge.runtime.guard.sandbox import Sandbox  # noqa: E402
 
 #: What an app does with the file using the engine alone: open it, allocate, run one zero batch.
 BARE_SCRIPT = """
