@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mnist_edge import CLASS_NAMES
+from mnist_edge._mnist import CLASS_NAMES, NUM_CLASSES
 
 
 @dataclass(frozen=True)
@@ -18,7 +18,7 @@ class ClassMetrics:
     support: int
 
 
-def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int = 10) -> np.ndarray:
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int = NUM_CLASSES) -> np.ndarray:
     """Rows are true labels, columns predicted labels."""
     y_true = np.asarray(y_true, dtype=np.int64)
     y_pred = np.asarray(y_pred, dtype=np.int64)
@@ -38,7 +38,7 @@ def cross_entropy(y_true: np.ndarray, probs: np.ndarray, eps: float = 1e-7) -> f
     return float(-np.mean(np.log(np.clip(picked, eps, 1 - eps)))) if len(y_true) else 0.0
 
 
-def per_class_accuracy(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int = 10) -> np.ndarray:
+def per_class_accuracy(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int = NUM_CLASSES) -> np.ndarray:
     """Recall of each class: the share of its images labelled correctly (NaN for absent classes)."""
     cm = confusion_matrix(y_true, y_pred, num_classes)
     support = cm.sum(axis=1)

@@ -14,16 +14,20 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mnist_edge._files import atomic_write_json, sha256_file
+from mnist_edge.errors import ParityError
+
+if TYPE_CHECKING:
+    from mnist_edge.data import MnistData
+    from mnist_edge.train import TrainConfig
 
 STATE_FILE = "pipeline-state.json"
 #: ``--quick``: one epoch on this many training images (fewer leave the int8 exports too close to
 #: their 99.3 % agreement limit on a barely trained model) and a short benchmark without memory probes.
 QUICK_TRAIN_IMAGES = 30_000
 QUICK_BENCH = {"batch_sizes": (1, 32, 256), "min_time": 0.05, "min_calls": 20, "memory": False}
-FULL_BENCH = {"batch_sizes": (1, 32, 1024), "min_time": 2.0, "min_calls": 100}
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,11 @@ class PipelineResult:
     stages: tuple[StageResult, ...]
     parity_passed: bool
     report_path: Path
+
+    def raise_if_failed(self) -> None:
+        """The gate, as verify's: :class:`~mnist_edge.errors.ParityError` (exit code 1) when parity failed."""
+        if not self.parity_passed:
+            raise ParityError("parity gate failed: see the report's edge-bundle table")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -115,12 +124,21 @@ def run_stage(
     return outputs, result
 
 
-def _train_config(config: PipelineConfig) -> Any:
+def _train_config(config: PipelineConfig) -> TrainConfig:
     from mnist_edge.train import TrainConfig
 
     if config.quick:
         return TrainConfig(epochs=1, train_limit=QUICK_TRAIN_IMAGES, seed=config.seed, verbose=0)
     return TrainConfig(epochs=config.epochs, seed=config.seed, verbose=2)
+
+
+def _bench_options(config: PipelineConfig) -> dict[str, Any]:
+    """A short benchmark for ``--quick``, else the benchmark's own defaults."""
+    from mnist_edge.bench import DEFAULT_BATCH_SIZES, DEFAULT_MIN_CALLS, DEFAULT_MIN_TIME
+
+    if config.quick:
+        return QUICK_BENCH
+    return {"batch_sizes": DEFAULT_BATCH_SIZES, "min_time": DEFAULT_MIN_TIME, "min_calls": DEFAULT_MIN_CALLS}
 
 
 def run_pipeline(
@@ -147,9 +165,9 @@ def run_pipeline(
     state = StageState(out)
     model_path = out / "model.keras"
     stages: list[StageResult] = []
-    loaded: dict[str, Any] = {}
+    loaded: dict[str, MnistData] = {}
 
-    def mnist() -> Any:
+    def mnist() -> MnistData:
         if "data" not in loaded:
             loaded["data"] = data_mod.load_mnist_data(config.data_path, log=say)
         return loaded["data"]
@@ -211,7 +229,7 @@ def run_pipeline(
     )
 
     # 5. benchmark: every artifact plus the Keras reference.
-    bench_options = QUICK_BENCH if config.quick else FULL_BENCH
+    bench_options = _bench_options(config)
 
     def do_benchmark() -> tuple[dict[str, Any], list[Path]]:
         from mnist_edge.bench import benchmark

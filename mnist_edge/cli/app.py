@@ -1,0 +1,79 @@
+"""The typer app and the one place where errors become exit codes.
+
+A :class:`~mnist_edge.errors.MnistEdgeError` becomes one red line and its exit code (2 for a usage
+problem, 1 for a failed check), never a traceback; Click's own usage errors, seen by :func:`main`,
+read the same way. Command modules register with :func:`command`.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import typer
+
+from mnist_edge.cli.render import err_console
+from mnist_edge.errors import MnistEdgeError
+
+__all__ = ["app", "command", "data_app", "main"]
+
+app = typer.Typer(
+    name="mnist-edge",
+    help="Train the classic Keras MNIST classifier and take it to the edge.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Fetch, inspect and plot the MNIST data set.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _errors_to_exit_codes(func: F) -> F:
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except MnistEdgeError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            err_console.print("[yellow]interrupted[/]: no partial files were left at final paths")
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def command(target: typer.Typer = app, **kwargs: Any) -> Callable[[F], F]:
+    """``@app.command()`` plus the error mapping; returns the function itself, undecorated."""
+
+    def decorate(func: F) -> F:
+        target.command(**kwargs)(_errors_to_exit_codes(func))
+        return func
+
+    return decorate
+
+
+def main() -> None:
+    """The ``mnist-edge`` script. Click's own usage errors (an option out of range, a path that cannot
+    be read) become one red line and exit code 2, like every other error, instead of a usage box."""
+    from rich.markup import escape
+
+    try:
+        code = app(standalone_mode=False)
+    except typer.TyperException as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `mnist-edge data` alone prints the help
+            exc.show()  # type: ignore[attr-defined]
+            sys.exit(exc.exit_code)
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        message = escape(exc.format_message() + hint)
+        err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err_console.print("[yellow]aborted[/]")
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)

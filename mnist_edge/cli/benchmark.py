@@ -1,0 +1,91 @@
+"""``benchmark``: latency, throughput, size and memory of the artifacts, beside the raw engines and Keras."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mnist_edge.cli.app import command
+from mnist_edge.cli.options import DEFAULT_MODEL, DataOption, artifacts_argument, check_outputs
+from mnist_edge.cli.render import console, print_benchmark, progress_bar, write_report_files
+from mnist_edge.errors import MnistEdgeError
+
+
+@command(name="benchmark")
+def benchmark_cmd(
+    artifacts: Annotated[list[Path] | None, artifacts_argument("measure")] = None,
+    model: Annotated[
+        Path, typer.Option("--model", help="The Keras reference, timed with model(x) and model.predict(x).")
+    ] = DEFAULT_MODEL,
+    threads: Annotated[int, typer.Option(help="Engine threads (TensorFlow gets the same).")] = 1,
+    batch_sizes: Annotated[
+        str, typer.Option("--batch-sizes", help="Comma-separated; batch 1 is always measured.")
+    ] = "1,32,1024",
+    min_time: Annotated[
+        str, typer.Option("--min-time", help="Time per measurement, e.g. 2s or 500ms (at least --min-calls).")
+    ] = "2s",
+    min_calls: Annotated[int, typer.Option("--min-calls", help="Calls per measurement, at least.")] = 100,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write the full results as JSON.", show_default=False)
+    ] = None,
+    markdown_out: Annotated[
+        Path | None, typer.Option("--markdown", help="Write the table as Markdown.", show_default=False)
+    ] = None,
+    plot_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--plot", help="PNG: latency per artifact and throughput per batch size.", show_default=False
+        ),
+    ] = None,
+    keras: Annotated[bool, typer.Option("--keras/--no-keras", help="Time the Keras reference too.")] = True,
+    memory: Annotated[
+        bool, typer.Option("--memory/--no-memory", help="Peak RSS, one subprocess per artifact.")
+    ] = True,
+    data: DataOption = None,
+) -> None:
+    """Latency, throughput, size and memory of exported models, next to the raw engines and Keras.
+
+    Each artifact runs through mnist_edge.runtime on the MNIST test images (uint8, as an app passes
+    them) and, in the same run, through its bare engine on ready-made model input: the wrapper/raw
+    ratio is the runtime's overhead. Timings are per call after a warm-up, for --min-time and at
+    least --min-calls calls; p50 is the median, throughput is batch / p50.
+    """
+    from mnist_edge.bench import benchmark
+    from mnist_edge.parity import resolve_artifacts
+
+    # benchmark() checks every option before it measures; these two are caught here only so that
+    # the message names the flag, and the Keras model so that it names --no-keras.
+    for name, value in (("--threads", threads), ("--min-calls", min_calls)):
+        if value < 1:
+            raise MnistEdgeError(f"{name} must be at least 1, got {value}")
+    if keras and not model.is_file():
+        raise MnistEdgeError(f"Keras model {model} does not exist: pass --model, or --no-keras")
+    paths = resolve_artifacts(artifacts, model)
+    check_outputs(json_out, markdown_out, plot_out)
+
+    with progress_bar() as progress:
+        task = progress.add_task("starting", total=None)
+
+        def update(done: int, total: int, what: str) -> None:
+            progress.update(task, completed=done, total=total, description=what)
+
+        report = benchmark(
+            paths,
+            keras_model=model if keras else None,
+            threads=threads,
+            batch_sizes=batch_sizes,
+            min_time=min_time,
+            min_calls=min_calls,
+            memory=memory,
+            data=data,
+            progress=update,
+        )
+    print_benchmark(report)
+    write_report_files(report, json_out, markdown_out)
+    if plot_out is not None:
+        from mnist_edge import plots
+
+        plots.benchmark_chart(report.chart_rows(), plot_out)
+        console.print(f"wrote {plot_out}")

@@ -1,0 +1,130 @@
+"""``export`` and ``verify``: write the artifacts, then hold them to the Keras reference."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mnist_edge.cli.app import command
+from mnist_edge.cli.options import DEFAULT_MODEL, DataOption, artifacts_argument, check_outputs
+from mnist_edge.cli.render import print_exports, print_parity, say, write_report_files
+
+
+@command(name="export")
+def export_cmd(
+    model: Annotated[Path, typer.Option("--model", help="The .keras model to export.")] = DEFAULT_MODEL,
+    fmt: Annotated[str, typer.Option("--format", help="tflite, onnx or all.")] = "tflite",
+    quantize: Annotated[
+        str,
+        typer.Option(
+            "--quantize",
+            help="none (float32), float16, dynamic (int8 weights), int8 (full integer) or all. "
+            "ONNX builds none and int8.",
+        ),
+    ] = "none",
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Folder for the files (default: the model's folder).")
+    ] = None,
+    calibration_samples: Annotated[
+        int, typer.Option(help="int8 calibration images, stratified from the training set.")
+    ] = 1000,
+    seed: Annotated[int, typer.Option(help="Seed for drawing the calibration images.")] = 0,
+    opset: Annotated[int, typer.Option(help="ONNX opset, 13 to 18 (what tf2onnx writes).")] = 17,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--verify/--no-verify",
+            help="Check each file against the model on the test set (as `mnist-edge verify`); exit 1 if "
+            "one is out of tolerance (the file is kept, its manifest marks the failure).",
+        ),
+    ] = True,
+    data: DataOption = None,
+) -> None:
+    """Write model.<precision>.<tflite|onnx> files, each with a JSON manifest beside it."""
+    # The option defaults repeat mnist_edge.export's (importing it here would slow every --help);
+    # tests/test_export.py checks that they agree.
+    from mnist_edge.export import export_many
+
+    results = export_many(
+        model,
+        fmt,
+        quantize,
+        out,
+        calibration_samples=calibration_samples,
+        seed=seed,
+        opset=opset,
+        data=data,
+    )
+    print_exports(results)
+    if check:
+        from mnist_edge import parity
+        from mnist_edge.data import load_mnist_data
+
+        mnist = load_mnist_data(data, log=say)
+        paths = [r.path for r in results]
+        report = parity.verify(paths, model, data=mnist, tolerances=parity.DEFAULT_TOLERANCES, log=say)
+        print_parity(report)
+        report.raise_if_failed()
+
+
+_OVERRIDE_HELP = "PRECISION=VALUE (e.g. int8=0.5) or VALUE for every precision; repeatable."
+
+
+@command(name="verify")
+def verify_cmd(
+    artifacts: Annotated[list[Path] | None, artifacts_argument("verify")] = None,
+    model: Annotated[
+        Path, typer.Option("--model", help="The .keras reference the artifacts were exported from.")
+    ] = DEFAULT_MODEL,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write the report as JSON.", show_default=False)
+    ] = None,
+    markdown_out: Annotated[
+        Path | None, typer.Option("--markdown", help="Also write the report as Markdown.", show_default=False)
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Compare even artifacts not exported from --model.")
+    ] = False,
+    max_acc_diff: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--max-acc-diff", help=f"Max |accuracy diff| in pp: {_OVERRIDE_HELP}", show_default=False
+        ),
+    ] = None,
+    min_agreement: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--min-agreement", help=f"Min top-1 agreement in %: {_OVERRIDE_HELP}", show_default=False
+        ),
+    ] = None,
+    max_prob_diff: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--max-prob-diff",
+            help=f"Max prob diff ('none' = unchecked): {_OVERRIDE_HELP}",
+            show_default=False,
+        ),
+    ] = None,
+    data: DataOption = None,
+) -> None:
+    """Check artifacts against the Keras reference on the 10,000 test images; exit 1 if any fails.
+
+    Per artifact: accuracy, its difference from the reference, top-1 agreement, probability differences
+    and the digit that suffers most; the result also goes into the artifact's manifest.
+    Artifacts exported from another model are refused unless --force.
+    Exit codes: 0 all pass, 1 any FAIL, 2 usage error.
+    """
+    from mnist_edge import parity
+    from mnist_edge.data import load_mnist_data
+
+    overrides = {"max-acc-diff": max_acc_diff, "min-agreement": min_agreement, "max-prob-diff": max_prob_diff}
+    tolerances = parity.apply_overrides(parity.DEFAULT_TOLERANCES, overrides)
+    paths = parity.resolve_artifacts(artifacts, parity.reference_path(model))
+    check_outputs(json_out, markdown_out)
+    mnist = load_mnist_data(data, log=say)
+    report = parity.verify(paths, model, data=mnist, tolerances=tolerances, force=force, log=say)
+    print_parity(report)
+    write_report_files(report, json_out, markdown_out)
+    report.raise_if_failed()

@@ -1,0 +1,48 @@
+"""What several commands share on their way in: option types, help texts and the output-path check."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from mnist_edge.errors import MnistEdgeError
+
+__all__ = ["DEFAULT_MODEL", "DataOption", "check_outputs"]
+
+DataOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--data", help="A Keras-format mnist.npz to use instead of the source chain.", show_default=False
+    ),
+]
+
+#: Where ``train`` writes the model and every other command looks for it by default.
+DEFAULT_MODEL = Path("artifacts/model.keras")
+
+
+def artifacts_argument(verb: str) -> Any:
+    """The optional ARTIFACT... argument of the commands that default to the files beside --model."""
+    return typer.Argument(
+        help=f"Artifacts to {verb} (default: every .tflite/.onnx beside the model).",
+        metavar="ARTIFACT",
+        show_default=False,
+    )
+
+
+def check_outputs(*paths: Path | None) -> None:
+    """Fail before the work, not after it: each output file named (None = not asked for) must be a
+    file name whose folder exists or can be made, and is writable."""
+    for path in paths:
+        if path is None:
+            continue
+        if path.is_dir():
+            raise MnistEdgeError(f"{path} is a folder; give a file name")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise MnistEdgeError(f"cannot create {path.parent}: {exc.strerror}") from None
+        if not os.access(path.parent, os.W_OK):
+            raise MnistEdgeError(f"{path.parent} is not writable")

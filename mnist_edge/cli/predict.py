@@ -1,0 +1,76 @@
+"""``predict``: classify pictures or ``.npy`` arrays with an exported model."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mnist_edge._mnist import NUM_CLASSES
+from mnist_edge.cli.app import command
+from mnist_edge.cli.render import (
+    err_console,
+    native_stderr_silenced,
+    print_predictions_json,
+    print_predictions_table,
+)
+
+
+@command(name="predict")
+def predict_cmd(
+    model: Annotated[
+        Path, typer.Argument(help="An exported model (.tflite or .onnx) beside its .json manifest.")
+    ],
+    inputs: Annotated[
+        list[Path],
+        typer.Argument(help="PNG/JPEG pictures of one digit (any size), or .npy arrays of 28x28 images."),
+    ],
+    top: Annotated[
+        int, typer.Option("--top", min=1, max=NUM_CLASSES, help="Show the K most likely classes.")
+    ] = 1,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    invert: Annotated[
+        bool | None,
+        typer.Option(
+            "--invert/--no-invert",
+            help="Pictures are dark ink on a light background (--invert) or light on dark "
+            "(--no-invert, MNIST's look). Default: decided from each picture's border.",
+            show_default=False,
+        ),
+    ] = None,
+    threads: Annotated[int, typer.Option(min=1, help="Engine threads.")] = 1,
+) -> None:
+    """Classify digits in pictures or .npy arrays with an exported model.
+
+    Pictures are fitted into 28x28 the way MNIST was made: cropped to the ink, scaled to 20 px,
+    centred by centre of mass, white on black.
+    """
+    from mnist_edge.images import load_input
+    from mnist_edge.manifest import read_manifest
+    from mnist_edge.runtime import load
+
+    # A model without a manifest has no verified origin: it is opened and run once in a child
+    # process limited in memory and time before this process touches it (load(isolate=True)).
+    isolate = read_manifest(model) is None
+    with warnings.catch_warnings(record=True) as caught, native_stderr_silenced():
+        warnings.simplefilter("always")
+        classifier = load(model, threads=threads, isolate=isolate)
+    for warning in caught:
+        err_console.print(f"[yellow]warning:[/] {warning.message}", highlight=False, soft_wrap=True)
+
+    rows = []
+    for path in inputs:
+        with warnings.catch_warnings():
+            # Pillow's notes on odd files (and its DecompressionBombWarning, which our own lower
+            # size limit already turns into a clear error) would only clutter the output.
+            warnings.simplefilter("ignore")
+            images = load_input(path, invert=invert)
+        ranked = classifier.top_k(images, top)
+        names = [str(path)] if len(ranked) == 1 else [f"{path}[{i}]" for i in range(len(ranked))]
+        rows += zip(names, ranked, strict=True)
+    if json_out:
+        print_predictions_json(model, classifier.precision, rows)
+    else:
+        print_predictions_table(f"{model.name} ({classifier.backend})", rows)
