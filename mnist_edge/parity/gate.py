@@ -239,14 +239,11 @@ def _verify_one(
         classifier = load(path)
     except ModelLoadError as exc:
         return failed(f"cannot be loaded: {exc}")
-    try:
-        probs = np.asarray(classifier.predict_proba(images), dtype=np.float32)
-    except MnistEdgeError as exc:
-        return failed(f"cannot be run: {exc}")
-    finally:
-        close = getattr(classifier, "close", None)
-        if callable(close):
-            close()
+    with classifier:
+        try:
+            probs = np.asarray(classifier.predict_proba(images), dtype=np.float32)
+        except MnistEdgeError as exc:
+            return failed(f"cannot be run: {exc}")
 
     metrics = compare(reference, probs)
     reasons = judge(metrics, tolerance, precision)

@@ -82,8 +82,8 @@ def compute_reference(
 
     path = reference_path(model_path)
     start = time.perf_counter()
-    classifier = load(path)
-    probs = np.asarray(classifier.predict_proba(images), dtype=np.float32)
+    with load(path) as classifier:
+        probs = np.asarray(classifier.predict_proba(images), dtype=np.float32)
     preds = probs.argmax(axis=1).astype(np.int64)
     seconds = time.perf_counter() - start
     return Reference(
