@@ -10,7 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from mnist_edge.cli import app
-from mnist_edge.pipeline import StageResult, StageState, fingerprint, run_stage
+from mnist_edge.errors import ParityError
+from mnist_edge.pipeline import PipelineResult, StageResult, StageState, fingerprint, run_stage
 
 runner = CliRunner()
 STAGES = ("data", "train", "export", "verify", "benchmark", "report")
@@ -47,6 +48,14 @@ def test_stage_is_skipped_only_while_inputs_and_files_are_unchanged(tmp_path):
     run_stage("s", state, "inputs-2", False, work, seen.append)  # output changed behind its back
     run_stage("s", state, "inputs-2", True, work, seen.append)  # --force
     assert [r.status for r in seen[2:]] == ["ran", "ran", "ran"] and len(calls) == 4
+
+
+def test_a_failed_parity_gate_is_a_parity_error_with_exit_code_1(tmp_path):
+    report = tmp_path / "report.md"
+    PipelineResult(stages=(), parity_passed=True, report_path=report).raise_if_failed()
+    with pytest.raises(ParityError, match="parity gate failed") as caught:
+        PipelineResult(stages=(), parity_passed=False, report_path=report).raise_if_failed()
+    assert caught.value.exit_code == 1
 
 
 def _statuses(output: str) -> dict[str, str]:
