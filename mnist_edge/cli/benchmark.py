@@ -8,7 +8,13 @@ from typing import Annotated
 import typer
 
 from mnist_edge.cli.app import command
-from mnist_edge.cli.options import DEFAULT_MODEL, DataOption, artifacts_argument, check_outputs
+from mnist_edge.cli.options import (
+    DEFAULT_MODEL,
+    DataOption,
+    artifacts_argument,
+    check_outputs,
+    output_option,
+)
 from mnist_edge.cli.render import console, print_benchmark, progress_bar, write_report_files
 from mnist_edge.errors import MnistEdgeError
 
@@ -27,17 +33,10 @@ def benchmark_cmd(
         str, typer.Option("--min-time", help="Time per measurement, e.g. 2s or 500ms (at least --min-calls).")
     ] = "2s",
     min_calls: Annotated[int, typer.Option("--min-calls", help="Calls per measurement, at least.")] = 100,
-    json_out: Annotated[
-        Path | None, typer.Option("--json", help="Write the full results as JSON.", show_default=False)
-    ] = None,
-    markdown_out: Annotated[
-        Path | None, typer.Option("--markdown", help="Write the table as Markdown.", show_default=False)
-    ] = None,
+    json_out: Annotated[Path | None, output_option("--json", "Write the full results as JSON.")] = None,
+    markdown_out: Annotated[Path | None, output_option("--markdown", "Write the table as Markdown.")] = None,
     plot_out: Annotated[
-        Path | None,
-        typer.Option(
-            "--plot", help="PNG: latency per artifact and throughput per batch size.", show_default=False
-        ),
+        Path | None, output_option("--plot", "PNG: latency per artifact and throughput per batch size.")
     ] = None,
     keras: Annotated[bool, typer.Option("--keras/--no-keras", help="Time the Keras reference too.")] = True,
     memory: Annotated[

@@ -8,7 +8,13 @@ from typing import Annotated
 import typer
 
 from mnist_edge.cli.app import command
-from mnist_edge.cli.options import DEFAULT_MODEL, DataOption, artifacts_argument, check_outputs
+from mnist_edge.cli.options import (
+    DEFAULT_MODEL,
+    DataOption,
+    artifacts_argument,
+    check_outputs,
+    output_option,
+)
 from mnist_edge.cli.render import print_exports, print_parity, say, write_report_files
 
 
@@ -78,11 +84,9 @@ def verify_cmd(
     model: Annotated[
         Path, typer.Option("--model", help="The .keras reference the artifacts were exported from.")
     ] = DEFAULT_MODEL,
-    json_out: Annotated[
-        Path | None, typer.Option("--json", help="Also write the report as JSON.", show_default=False)
-    ] = None,
+    json_out: Annotated[Path | None, output_option("--json", "Also write the report as JSON.")] = None,
     markdown_out: Annotated[
-        Path | None, typer.Option("--markdown", help="Also write the report as Markdown.", show_default=False)
+        Path | None, output_option("--markdown", "Also write the report as Markdown.")
     ] = None,
     force: Annotated[
         bool, typer.Option("--force", help="Compare even artifacts not exported from --model.")

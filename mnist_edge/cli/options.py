@@ -32,6 +32,11 @@ def artifacts_argument(verb: str) -> Any:
     )
 
 
+def output_option(flag: str, text: str) -> Any:
+    """An optional output file (``--json F``); pair it with :func:`check_outputs` before the work."""
+    return typer.Option(flag, help=text, show_default=False)
+
+
 def check_outputs(*paths: Path | None) -> None:
     """Fail before the work, not after it: each output file named (None = not asked for) must be a
     file name whose folder exists or can be made, and is writable."""
