@@ -95,6 +95,8 @@ def benchmark_chart(rows: Sequence[dict[str, Any]], path: str | os.PathLike[str]
     ``raw_p50_us`` (the bare engine's p50, drawn as a black tick on the bar). Labels starting with
     "keras" are drawn in red: the reference the exports are compared with.
     """
+    from mnist_edge.bench.render import format_us
+
     plt = _pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
     labels = [r["label"] for r in rows]
@@ -107,9 +109,8 @@ def benchmark_chart(rows: Sequence[dict[str, Any]], path: str | os.PathLike[str]
         left.legend(fontsize=8, loc="lower right")
     for i, r in enumerate(rows):
         us = float(r["p50_us"])
-        text = f"{us / 1000:.1f} ms" if us >= 1000 else f"{us:.1f} µs"
         right_end = max(us, float(r.get("raw_p50_us") or 0))
-        left.text(right_end * 1.15, i, text, va="center", fontsize=8)
+        left.text(right_end * 1.15, i, format_us(us), va="center", fontsize=8)
     left.set_xscale("log")
     left.set_xlim(right=max(float(r["p50_us"]) for r in rows) * 8 if rows else None)
     left.set_xlabel("batch-1 latency, p50 (µs, log scale)")
