@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,6 +29,11 @@ def write_result(name: str, payload: dict[str, Any]) -> Path:
     atomic_write_json(path, stamped)
     print(f"wrote {path.relative_to(ROOT)}")
     return path
+
+
+def load_average() -> list[float] | None:
+    """1/5/15-minute load: a benchmark on a busy machine should say so."""
+    return [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None
 
 
 def cli(*args: str) -> list[str]:

@@ -8,7 +8,7 @@ probabilities; afterwards every 100th result must equal them exactly. Resident m
 /proc/self/statm) is sampled 100 times; every call's latency (wall clock) is kept in a buffer
 allocated before the warm-up, so the measurement itself does not grow the process.
 
-Passing (issue 8): resident memory grows by less than 5 MB after the warm-up, and the p99 latency
+Passing: resident memory grows by less than 5 MB after the warm-up, and the p99 latency
 of the last 10 % of calls is within 1.5x of the first 10 %. Writes
 ``benchmarks/results/long_run.json`` (or ``--out``); exit 1 if a check fails.
 """
@@ -19,15 +19,12 @@ import argparse
 import gc
 import json
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from _common import ROOT, load_average, write_result
 
 RSS_GROWTH_LIMIT_MB = 5.0
 P99_RATIO_LIMIT = 1.5
@@ -62,7 +59,7 @@ def long_run(artifact: Path, calls: int, images: np.ndarray) -> dict[str, Any]:
     wrong = 0
     count = len(views)
     started = time.perf_counter()
-    load_start = os.getloadavg()
+    load_start = load_average()
     for i in range(calls):
         view = views[i % count]
         t0 = clock()
@@ -107,8 +104,8 @@ def long_run(artifact: Path, calls: int, images: np.ndarray) -> dict[str, Any]:
         },
         "results_checked": calls // CHECK_EVERY + (calls % CHECK_EVERY > 0),
         "results_wrong": wrong,
-        "load_average_at_start": [round(v, 2) for v in load_start],
-        "load_average_at_end": [round(v, 2) for v in os.getloadavg()],
+        "load_average_at_start": load_start,
+        "load_average_at_end": load_average(),
         "checks": {
             f"rss_growth_under_{RSS_GROWTH_LIMIT_MB:g}_mb": growth_mb < RSS_GROWTH_LIMIT_MB,
             f"p99_last_within_{P99_RATIO_LIMIT:g}x_of_first": p99_last <= P99_RATIO_LIMIT * p99_first,
@@ -138,8 +135,6 @@ def main(argv: list[str] | None = None) -> int:
     result = long_run(args.artifact, args.calls, images)
     result["method"] = __doc__.split("\n\n", 2)[2].strip()
     if args.out is None:
-        from _common import write_result
-
         write_result("long_run", result)
     else:
         args.out.write_text(json.dumps(result, indent=2) + "\n")

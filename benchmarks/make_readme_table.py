@@ -17,11 +17,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results"
+from _common import RESULTS, ROOT
+
 README = ROOT / "README.md"
 START, END = "<!-- results:start -->", "<!-- results:end -->"
-sys.path.insert(0, str(ROOT))
 
 
 def _load(path: Path) -> dict[str, Any] | None:

@@ -44,7 +44,7 @@ def benchmark_step(folder: Path, model: Path, threads: int, batch_sizes: str, mi
     from rich.progress import Progress
 
     from mnist_edge import plots
-    from mnist_edge.bench import benchmark, parse_batch_sizes, parse_duration
+    from mnist_edge.bench import benchmark
     from mnist_edge.parity import find_artifacts
 
     artifacts = find_artifacts(folder)
@@ -56,8 +56,8 @@ def benchmark_step(folder: Path, model: Path, threads: int, batch_sizes: str, mi
             artifacts,
             keras_model=model,
             threads=threads,
-            batch_sizes=parse_batch_sizes(batch_sizes),
-            min_time=parse_duration(min_time),
+            batch_sizes=batch_sizes,
+            min_time=min_time,
             progress=lambda done, total, what: progress.update(
                 task, completed=done, total=total, description=what
             ),

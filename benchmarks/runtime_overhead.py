@@ -11,9 +11,8 @@ steps through 1,000 of them, batch 1,024 is the first 1,024. The two alternate c
 goes first alternates too) and every call is timed on its own, so slow drifts of a shared
 machine hit both alike; each figure is the median over calls, which ignores the calls an
 interruption hit. This repeats for several rounds; the ratio reported is the median round's,
-with the lowest and highest beside it, so the run shows its own repeatability. Budgets (from
-issue 4): ratio <= 1.25 at batch 1, <= 1.05 at batch 1,024. Writes
-``benchmarks/results/runtime_overhead.json``.
+with the lowest and highest beside it, so the run shows its own repeatability. Budgets: ratio
+<= 1.25 at batch 1, <= 1.05 at batch 1,024. Writes ``benchmarks/results/runtime_overhead.json``.
 """
 
 from __future__ import annotations
@@ -26,24 +25,17 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from _common import RESULTS, load_average
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from mnist_edge.bench import Contender, time_interleaved  # noqa: E402
-from mnist_edge.data import load_mnist_data  # noqa: E402
-from mnist_edge.parity import find_artifacts  # noqa: E402
+from mnist_edge.bench import Contender, time_interleaved
+from mnist_edge.data import load_mnist_data
+from mnist_edge.parity import find_artifacts
 
 BUDGET = {1: 1.25, 1024: 1.05}
 #: Timed calls of each per round, per batch size: about half a second per round at batch 1, two at 1,024.
 CALLS = {1: 5000, 1024: 200}
 ROUNDS = 5
-OUT = ROOT / "benchmarks" / "results" / "runtime_overhead.json"
-
-
-def _load_average() -> list[float] | None:
-    """1/5/15-minute load: a benchmark on a busy machine should say so."""
-    return [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None
+OUT = RESULTS / "runtime_overhead.json"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         "numpy": np.__version__,
         "threads": 1,
         "rounds": args.rounds,
-        "load_average_at_start": _load_average(),
+        "load_average_at_start": load_average(),
     }
     for module in ("ai_edge_litert", "onnxruntime"):
         try:
@@ -122,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
                 }
             )
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    machine["load_average_at_end"] = _load_average()
+    machine["load_average_at_end"] = load_average()
     payload = {"machine": machine, "method": " ".join(__doc__.strip().split("\n\n")[2].split()), "rows": rows}
     args.out.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {args.out}")
