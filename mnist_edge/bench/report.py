@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from mnist_edge.bench import render
+import mnist_edge.bench.render as render
 from mnist_edge.bench.results import ArtifactBenchmark, KerasBenchmark, find_row
 
 __all__ = ["DEFAULT_IMAGES", "METHOD", "BenchmarkReport"]
