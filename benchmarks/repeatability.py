@@ -1,6 +1,6 @@
 """How well ``mnist-edge benchmark`` agrees with itself: run it twice back to back, compare every median.
 
-    python benchmarks/repeatability.py artifacts/            # two runs, about 2 x 1.5 minutes
+    python benchmarks/repeatability.py artifacts/            # two runs of mnist-edge benchmark
 
 Each run is a fresh ``mnist-edge benchmark`` process on the same artifacts (wrapper and raw engine,
 every batch size; Keras and the memory probes are left out: they are not latency medians). For

@@ -1,6 +1,6 @@
 """One command for every number in the README: train, export + verify, overhead, benchmark, table.
 
-    python benchmarks/run_all.py                                   # everything (about 15 minutes)
+    python benchmarks/run_all.py                                   # everything, training included
     python benchmarks/run_all.py --steps benchmark,table           # re-measure the exported artifacts
     python benchmarks/run_all.py --steps table --update-readme     # regenerate README's block only
 

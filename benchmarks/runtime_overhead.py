@@ -32,7 +32,8 @@ from mnist_edge.data import load_mnist_data
 from mnist_edge.parity import find_artifacts
 
 BUDGET = {1: 1.25, 1024: 1.05}
-#: Timed calls of each per round, per batch size: about half a second per round at batch 1, two at 1,024.
+#: Timed calls of each per round, per batch size: enough for a steady median at each size, few enough
+#: that a round stays short next to a shared machine's slow drifts.
 CALLS = {1: 5000, 1024: 200}
 ROUNDS = 5
 OUT = RESULTS / "runtime_overhead.json"
