@@ -8,7 +8,7 @@ import sys
 from mnist_edge.images import load_image
 from mnist_edge.runtime import load
 
-classifier = load(sys.argv[1])  # checks the file against its manifest, picks LiteRT or onnxruntime
-probs = classifier.predict_proba(load_image(sys.argv[2]))[0]  # any PNG/JPEG, fitted to 28x28
-label = int(probs.argmax())
-print(f"{label} {classifier.class_names[label]} (probability {probs[label]:.2f})")
+# load() checks the file against its manifest and picks LiteRT or onnxruntime by the suffix.
+with load(sys.argv[1]) as classifier:
+    best = classifier.top_k(load_image(sys.argv[2]))[0][0]  # any PNG/JPEG, fitted to 28x28
+print(f"{best.label} {best.name} (probability {best.probability:.2f})")

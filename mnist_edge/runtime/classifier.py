@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from mnist_edge._mnist import CLASS_NAMES, IMAGE_SHAPE, NUM_CLASSES, PIXELS
+from mnist_edge._mnist import CLASS_NAMES, IMAGE_SHAPE, NUM_CLASSES, PIXEL_SCALE, PIXELS
 from mnist_edge._text import first_line
 from mnist_edge.errors import MnistEdgeError, ModelLoadError
 from mnist_edge.manifest import Manifest, TensorSpec, manifest_path
@@ -68,7 +68,7 @@ class Classifier:
             # An integer input without quantisation parameters (onnxruntime does not report them):
             # assume the usual pixel encoding, 0..255 as-is or shifted by -128.
             zero_point = 0 if in_spec.dtype == "uint8" else -128
-            in_spec = TensorSpec(in_spec.name, in_spec.shape, in_spec.dtype, 1 / 255, zero_point)
+            in_spec = TensorSpec(in_spec.name, in_spec.shape, in_spec.dtype, 1 / PIXEL_SCALE, zero_point)
             assumed.append(f"{in_spec.dtype} input = pixels{'' if zero_point == 0 else ' - 128'}")
         self._input_spec, self._output_spec = in_spec, out_spec
         self._inner = _image_shape(in_spec, manifest, where)
@@ -103,7 +103,7 @@ class Classifier:
             )
         # Batches that go straight to the engine in one call; others are chunked (and padded).
         self._direct_max = MAX_BATCH_CHUNK if backend.fixed_batch is None else 0
-        self._hot_shapes = fastpath.hot_shapes(self._inner, min(self._direct_max, fastpath.HOT_BATCH_MAX))
+        self._hot_max = min(self._direct_max, fastpath.HOT_BATCH_MAX)
 
         logits, normalize = self._probe(where)
         if manifest is not None and manifest.precision == "int8":
@@ -141,13 +141,23 @@ class Classifier:
         """
         # The hot path - a uint8 ndarray already shaped (N, *image shape) - is checked inline: at
         # batch 1 each avoided call frame is a visible share of the engine's time (fastpath.py).
-        if type(images) is _NDARRAY and images.dtype is _U8 and images.shape in self._hot_shapes:
+        if (
+            type(images) is _NDARRAY
+            and images.dtype is _U8
+            and images.shape[1:] == self._inner
+            and 0 < len(images) <= self._hot_max
+        ):
             return self._proba_pixels(images)
         return self._postprocess(self._run_any(images))
 
     def predict(self, images: Any) -> np.ndarray:
         """Predicted class indices, ``(N,)`` int64 (the argmax of :meth:`predict_proba`)."""
-        if type(images) is _NDARRAY and images.dtype is _U8 and images.shape in self._hot_shapes:
+        if (
+            type(images) is _NDARRAY
+            and images.dtype is _U8
+            and images.shape[1:] == self._inner
+            and 0 < len(images) <= self._hot_max
+        ):
             return self._raw_pixels(images).argmax(axis=1).astype(np.int64, copy=False)
         raw = self._run_any(images)
         if raw.shape[0] == 0:

@@ -1,30 +1,44 @@
-"""The hot path: every trick that makes a small-batch call cheap, in one place.
+"""The hot path: every per-call speed trick of the runtime, in one place.
 
-At batch 1 an engine call takes 6-60 us, and the runtime's wrapper must stay within a quarter of
-it (``benchmarks/runtime_overhead.py``). Between two engine calls every Python and numpy
-operation runs with cold caches, so a few hundred nanoseconds per avoided step add up. Each trick
-below is here because removing it was measured to cost a share of that budget:
+At batch 1 an engine call takes a few microseconds, and the runtime's wrapper must stay within
+a quarter of it (``benchmarks/runtime_overhead.py``: wrapper / bare engine <= 1.25 at batch 1,
+<= 1.05 at batch 1,024, every artifact). Between two engine calls every Python and numpy
+operation runs with cold caches, so a few hundred nanoseconds per avoided step add up. A trick
+stays only while taking it out breaks a budget. The Classifier tests for the hot case (a uint8
+ndarray shaped ``(n, *image shape)``, 1 <= n <= :data:`HOT_BATCH_MAX`) inline in ``predict`` and
+``predict_proba`` and calls a function bound here.
 
-- the Classifier tests for the hot case (a uint8 ndarray shaped ``(n, *image shape)``, n up to
-  :data:`HOT_BATCH_MAX`) inline, with one lookup in a cached set of shapes (:func:`hot_shapes`);
-- LiteRT through its pybind wrapper (:class:`LiteRTCalls`), the loading thread's interpreter
-  found by thread id rather than ``threading.local`` (:func:`litert_bind`), float pixels
-  converted straight into the input tensor;
-- onnxruntime through its C++ session (:func:`onnx_call`), float pixels converted into a warm
-  per-thread buffer (:func:`onnx_bind`);
-- quantised batch-1 outputs remembered by their bytes (:func:`remember_rows`).
+What taking each trick out did to that ratio (median of runs of the script with the trick
+patched out, on the 30-epoch exports of a 2-CPU VM shared with other jobs; as of
+benchmarks/results/runtime_overhead.json, 2026-11-30):
 
-Every trick that reaches into an engine's private API falls back to the public one when the
-attribute is missing (an engine upgrade may rename it); ``tests/test_fastpath.py`` runs every
-artifact kind both ways and requires identical outputs. The division folded into a
-dynamic-range model's first layer is a model rewrite, not a per-call step: it lives in
-:mod:`~mnist_edge.runtime.tflite_fold`.
+- :func:`remember_rows`, quantised batch-1 outputs remembered by their bytes: int8 .tflite
+  1.14 -> 1.73, int8 .onnx 0.95 -> 1.21 at batch 1. Kept.
+- :class:`LiteRTCalls`, LiteRT's pybind wrapper instead of its public methods: int8 .tflite
+  1.14 -> 1.21, dynamic 1.07 -> 1.20 at batch 1; with the removals below, 1.24 and 1.23, and two
+  of six runs over 1.25. Kept.
+- :func:`litert_bind` writing converted float pixels straight into LiteRT's input tensor:
+  dynamic .tflite 1.01 -> 1.11 at batch 1,024, 1.07 -> 1.17 at batch 1. Kept.
+- :func:`divide_in_place`, cast then divide in place for float32 input: with the ONNX buffer
+  below gone, fp32 .onnx at batch 1,024 is 1.03 with it and 1.12 without (six runs, 1.04-1.22).
+  Kept.
+- The division folded into the dynamic-range model's first layer
+  (:mod:`~mnist_edge.runtime.tflite_fold`, a model rewrite at load): dynamic .tflite
+  1.01 -> 1.06 at batch 1,024. Kept.
+
+Taken out, the budgets holding without them: onnxruntime's private C++ session instead of
+``InferenceSession.run`` (fp32 .onnx 0.99 -> 1.10, int8 .onnx 0.95 -> 1.07 at batch 1); a warm
+per-thread input buffer for onnxruntime (+0.02 at batch 1); finding the loading thread's LiteRT
+interpreter by thread id before ``threading.local`` (+0.01); a cached set of the hot input
+shapes instead of comparing the shape (within the noise, +-0.02).
+
+The LiteRT wrapper falls back to the public methods when an engine upgrade renames it
+(:data:`LITERT_WRAPPER`); ``tests/test_fastpath.py`` runs every artifact kind both ways and
+requires identical outputs.
 """
 
 from __future__ import annotations
 
-import functools
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -34,13 +48,11 @@ from mnist_edge.runtime.base import Finish, Runner, Writer
 
 __all__ = [
     "HOT_BATCH_MAX",
+    "LITERT_WRAPPER",
     "MEMO_ROWS",
-    "PRIVATE_ATTRIBUTES",
     "LiteRTCalls",
-    "hot_shapes",
+    "divide_in_place",
     "litert_bind",
-    "onnx_bind",
-    "onnx_call",
     "remember_rows",
 ]
 
@@ -49,20 +61,9 @@ __all__ = [
 HOT_BATCH_MAX = 64
 #: Rows the batch-1 normaliser remembers (about 250 bytes each).
 MEMO_ROWS = 2048
-#: The engines' private attributes used per call, by engine. Read at model load; an engine
-#: without them runs through its public methods.
-PRIVATE_ATTRIBUTES = {"litert": "_interpreter", "onnxruntime": "_sess"}
-
-
-# --------------------------------------------------------------------------- Classifier
-
-
-@functools.cache
-def hot_shapes(inner: tuple[int, ...], max_batch: int) -> frozenset[tuple[int, ...]]:
-    """Every input shape ``(n, *inner)``, 1 <= n <= ``max_batch``, that the Classifier's inline
-    hot path takes as it is: one set lookup (hash a small tuple) instead of slicing the shape,
-    comparing the slice and range-checking the batch."""
-    return frozenset((n, *inner) for n in range(1, max_batch + 1))
+#: LiteRT's private pybind wrapper, read at model load; an interpreter without it runs through
+#: its public methods.
+LITERT_WRAPPER = "_interpreter"
 
 
 # --------------------------------------------------------------------------- LiteRT
@@ -81,7 +82,7 @@ class LiteRTCalls:
 
     def __init__(self, interpreter: Any, input_index: int) -> None:
         self.interpreter = interpreter  # owns the delegates and keeps the model bytes alive
-        raw = getattr(interpreter, PRIVATE_ATTRIBUTES["litert"], None)
+        raw = getattr(interpreter, LITERT_WRAPPER, None)
         needed = ("SetTensor", "Invoke", "GetTensor", "ResizeInputTensor", "AllocateTensors", "tensor")
         if raw is not None and all(hasattr(raw, name) for name in needed):
             self.set, self.invoke, self.get = raw.SetTensor, raw.Invoke, raw.GetTensor
@@ -111,8 +112,6 @@ def _public_view(interpreter: Any) -> Callable[[Any, int], np.ndarray]:
 
 def litert_bind(
     state_for: Callable[[int], LiteRTCalls],
-    main: LiteRTCalls,
-    owner: int,
     index: int,
     out_index: int,
     write: Writer | None,
@@ -121,17 +120,13 @@ def litert_bind(
     """The LiteRT per-call function: ``set_tensor`` of ready model input, or (``write``) the
     converted pixels written straight into the input tensor - no temporary, no copy.
 
-    ``main`` is the loading thread's interpreter, found by comparing thread ids (``owner``);
-    ``state_for(n)`` gives any other thread's, or resizes for a new batch size. A view of the
-    input tensor must be gone before invoke: the engine may move its buffers (on a resize, or
-    inside invoke for a graph with data-dependent shapes), so one is made per call.
+    ``state_for(n)`` gives the calling thread's interpreter, its input sized for ``n`` images. A
+    view of the input tensor must be gone before invoke: the engine may move its buffers (on a
+    resize, or inside invoke for a graph with data-dependent shapes), so one is made per call.
     """
-    get_ident = threading.get_ident
 
     def run(batch: np.ndarray) -> np.ndarray:
-        state = main
-        if get_ident() != owner or len(batch) != state.n:  # len(): cheaper than .shape[0]
-            state = state_for(len(batch))
+        state = state_for(len(batch))  # len(): cheaper than .shape[0]
         if write is None:
             state.set(index, batch)
         else:
@@ -144,44 +139,21 @@ def litert_bind(
     return run
 
 
-# --------------------------------------------------------------------------- onnxruntime
+# --------------------------------------------------------------------------- input
 
 
-def onnx_call(session: Any, input_name: str, output_name: str) -> Runner:
-    """``session.run`` for our one input and one output, as a function of the batch.
+def divide_in_place(divisor: np.ndarray) -> Writer:
+    """``write(pixels, out)`` for a float32 input: cast the uint8 pixels into ``out``, then divide
+    in place - the same float32 division as ``pixels / divisor``, bit for bit, but two tight loops
+    instead of one buffered mixed-type loop. (Item assignment, not ``np.copyto``, whose
+    Python-level dispatcher costs more than the copy of one image.)"""
+    divide = np.divide
 
-    The public ``InferenceSession.run`` re-validates the feed's names and OrtValue ownership on
-    every call; our feed is one numpy array under the one input name, so the C++ session
-    underneath is called directly.
-    """
-    output_names = [output_name]
-    inner = getattr(session, PRIVATE_ATTRIBUTES["onnxruntime"], None)
-    if inner is not None and hasattr(inner, "run"):
-        import onnxruntime as ort
+    def write(pixels: np.ndarray, out: np.ndarray) -> object:
+        out[...] = pixels
+        return divide(out, divisor, out)
 
-        run, run_options = inner.run, ort.RunOptions()
-        return lambda batch: run(output_names, {input_name: batch}, run_options)[0]
-    public_run = session.run
-    return lambda batch: public_run(output_names, {input_name: batch})[0]
-
-
-def onnx_bind(call: Runner, dtype: np.dtype, write: Writer | None, finish: Finish | None) -> Runner:
-    """The onnxruntime per-call function. Pixels are converted into an input buffer the calling
-    thread keeps, sized for its last batch (as LiteRT keeps its tensor arena): onnxruntime reads
-    the input only during ``run``, and a warm buffer has no fresh pages to fault in. The
-    Classifier never passes more than ``MAX_BATCH_CHUNK`` images here."""
-    if write is None:
-        return call if finish is None else lambda batch: finish(call(batch))
-    local = threading.local()
-
-    def run_pixels(pixels: np.ndarray) -> np.ndarray:
-        buffer = getattr(local, "buffer", None)
-        if buffer is None or len(buffer) != len(pixels):  # pixels are always (n, *inner)
-            buffer = local.buffer = np.empty(pixels.shape, dtype=dtype)
-        write(pixels, buffer)
-        return call(buffer) if finish is None else finish(call(buffer))
-
-    return run_pixels
+    return write
 
 
 # --------------------------------------------------------------------------- output

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mnist_edge._mnist import NUM_CLASSES
 from mnist_edge.manifest import TensorSpec
 from mnist_edge.runtime.base import Backend
 
@@ -31,7 +32,7 @@ class KerasBackend(Backend):
         self._model = load_model(path)
         inner = tuple(int(d) for d in tuple(self._model.inputs[0].shape)[1:])
         self.input = TensorSpec(name="pixels", shape=(None, *inner), dtype="float32")
-        self.output = TensorSpec(name="probabilities", shape=(None, 10), dtype="float32")
+        self.output = TensorSpec(name="probabilities", shape=(None, NUM_CLASSES), dtype="float32")
         self._lock = threading.Lock()  # a Keras model call is not documented as thread-safe
 
     def close(self) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from mnist_edge._mnist import NUM_CLASSES
 from mnist_edge.errors import ModelLoadError
 from mnist_edge.manifest import TensorSpec
 from mnist_edge.runtime import fastpath, preprocess
@@ -73,11 +74,9 @@ class LiteRTBackend(Backend):
 
     def _start(self, interpreter: Any) -> None:
         """Make ``interpreter`` the loading thread's and reset the other threads' (built lazily
-        from ``self._data``). A thread id is reused only after its thread has ended, so a later
-        thread with the same id never shares the interpreter with a live one."""
-        self._owner = threading.get_ident()
-        self._main = LiteRTCalls(interpreter, self._input_index)
+        from ``self._data``)."""
         self._local = threading.local()
+        self._local.state = LiteRTCalls(interpreter, self._input_index)
         self._run = self.bind()
 
     def fold_input_scale(self, divide_by: float) -> bool:
@@ -112,19 +111,16 @@ class LiteRTBackend(Backend):
         a scratch interpreter: a failed resize may leave one unusable)."""
         try:
             zeros = np.zeros([2, *self._inner], dtype=self.input.dtype)
-            return self._outputs(self._interpreter(), zeros).shape == (2, 10)
+            return self._outputs(self._interpreter(), zeros).shape == (2, NUM_CLASSES)
         except Exception:
             return False
 
     def _state(self, n: int) -> LiteRTCalls:
         """This thread's interpreter (made on first use), its input resized for a batch of ``n``."""
-        if threading.get_ident() == self._owner:
-            state = self._main
-        else:
-            try:
-                state = self._local.state
-            except AttributeError:
-                state = self._local.state = LiteRTCalls(self._interpreter(), self._input_index)
+        try:
+            state = self._local.state
+        except AttributeError:
+            state = self._local.state = LiteRTCalls(self._interpreter(), self._input_index)
         if n != state.n:
             state.resize([n, *self._inner])
             state.allocate()
@@ -135,14 +131,12 @@ class LiteRTBackend(Backend):
         return self._run(batch)
 
     def bind(self, write: Writer | None = None, finish: Finish | None = None) -> Runner:
-        return fastpath.litert_bind(
-            self._state, self._main, self._owner, self._input_index, self._output_index, write, finish
-        )
+        return fastpath.litert_bind(self._state, self._input_index, self._output_index, write, finish)
 
     def close(self) -> None:
-        # Interpreters of other threads go with their threads; this drops the loading thread's
-        # and the model bytes, so a call after close fails instead of running a stale engine.
-        self._main = self._local = self._data = self._run = None  # type: ignore[assignment]
+        # Every thread's interpreter lives in the one threading.local: dropping it (and the model
+        # bytes) frees them all, and a call after close fails instead of running a stale engine.
+        self._local = self._data = self._run = None  # type: ignore[assignment]
 
 
 def _spec(detail: dict[str, Any]) -> TensorSpec:

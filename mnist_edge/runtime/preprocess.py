@@ -259,15 +259,7 @@ def make_input_plan(
             return out
 
     elif model_dtype == _F32:
-        divide = np.divide
-
-        def write(x: np.ndarray, out: np.ndarray) -> object:
-            # Cast, then divide in place: the same float32 division as ``x / divisor`` (bit for
-            # bit), but two tight loops instead of one buffered mixed-type loop (fastpath.py
-            # lists what it saved). Item assignment, not np.copyto, whose Python-level
-            # dispatcher costs more than the copy of one image.
-            out[...] = x
-            return divide(out, divisor, out)
+        write = fastpath.divide_in_place(divisor)
 
     else:
 

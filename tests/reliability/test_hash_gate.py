@@ -1,9 +1,10 @@
-"""The hash gate (issue 8, part 3): an artifact whose bytes differ from its manifest by a single
-flipped bit is refused with ``ModelLoadError`` before anything parses it - not the pre-check, not
-the engine - unless the caller passes ``verify_hash=False``.
+"""The hash gate: an artifact whose bytes differ from its manifest by a single flipped bit is
+refused with ``ModelLoadError`` before anything parses it - not the pre-check, not the engine -
+unless the caller passes ``verify_hash=False``.
 
-Why it matters: random byte flips crash nothing, but 21-54 % of such mutants still load and run,
-with wrong weights (the fuzz tests count them as "ran"). Only the manifest's sha256 tells them apart.
+Why it matters: random byte flips crash nothing, but many such mutants still load and run, with
+wrong weights (the fuzz tests count them as "ran"; SECURITY.md gives the share). Only the
+manifest's sha256 tells them apart.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Hostile model inputs to ``export`` (issue 8, part 6): a ``.keras`` file can carry code, so it is
+"""Hostile model inputs to ``export``: a ``.keras`` file can carry code, so it is
 vetted before Keras reads it and loaded with ``safe_mode=True`` by a Keras without the known
 safe-mode bypass. Each payload would leave a marker file if its code ran; the marker must not
 appear. (ONNX files with external data are refused by the runtime: ``test_model_files.py``.)

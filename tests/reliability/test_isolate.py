@@ -1,4 +1,4 @@
-"""``load(path, isolate=True)`` and the sandbox behind it (issue 8, part 2): a model file from
+"""``load(path, isolate=True)`` and the sandbox behind it: a model file from
 elsewhere is first loaded and run in a child process limited to 2 GiB and 30 s, and only a file
 that ran there is loaded by the app.
 

@@ -1,5 +1,4 @@
-"""Hostile model files: the structural pre-checks, the regression corpus and ONNX external data
-(issue 8, parts 1 and 2).
+"""Hostile model files: the structural pre-checks, the regression corpus and ONNX external data.
 
 The corpus (``corpus/``, rebuilt by ``corpus/make_corpus.py``) holds small files that crash or
 exhaust the bare engines; ``corpus.json`` records what the bare engine did with each. Here every

@@ -1,5 +1,5 @@
 """Model-file fuzzing: mutants of every export, each loaded and run by ``mnist_edge.runtime`` in a
-sandbox child limited to 2 GiB and 30 s (issue 8, part 1).
+sandbox child limited to 2 GiB and 30 s.
 
 Passing means every mutant either loads and returns finite probabilities that sum to 1, or is
 refused with ``ModelLoadError``; no child dies by a signal or runs out of memory or time. Half the

@@ -1,7 +1,7 @@
 """Rebuild the regression corpus: small model files that crash or exhaust the bare engines.
 
 Each entry reproduces, on a tiny classifier (Flatten -> Dense(10) -> softmax, 8-31 KB), one kind
-of file the fuzz runs found against our real exports (or the issue measured). For every entry the
+of file the fuzz runs found against our real exports (or a hand-made mutation showed). For every entry the
 script measures what the *bare* engine does with the file (pre-checks switched off, in a limited
 sandbox child, three fresh children) and what ``mnist_edge.runtime`` does, and writes both to
 ``corpus.json``; ``test_model_files.py`` replays the corpus against the guarded runtime.
@@ -149,14 +149,16 @@ def _entries(base: dict[str, bytes]) -> list[dict]:
     return [
         {
             "file": "tflite-zero-subgraphs.tflite",
-            "found_by": "issue 8 (zeroing the 2-byte subgraphs entry); reproduced here",
+            "found_by": "a hand-made mutation (zeroing the 2-byte subgraphs entry); reproduced here",
             "what": "the model table's vtable entry for subgraphs zeroed: the field is absent",
             "data": _set(int8, "model.subgraphs.<field offset>", 0),
             "refused_because": "0 subgraphs",
         },
         {
             "file": "tflite-dimension-bomb.tflite",
-            "found_by": "issue 8; measured here without the 2 GiB limit: 8.2 GB peak, invoke() 26 s",
+            "found_by": (
+                "a hand-made mutation; measured here without the 2 GiB limit: 8.2 GB peak, invoke() 26 s"
+            ),
             "what": "the dense layer's output declared (1, 2^31-1): 8 GB at the first invoke()",
             "data": _set(fp32, f"{tensors}[{dense_out32}].shape[1]", 2**31 - 1),
             "refused_because": "declares",
@@ -259,7 +261,9 @@ def _entries(base: dict[str, bytes]) -> list[dict]:
         },
         {
             "file": "onnx-external-data-passwd.onnx",
-            "found_by": "issue 8 (ONNX external data); onnxruntime 1.32 itself refuses paths that escape",
+            "found_by": (
+                "the security review (ONNX external data); onnxruntime 1.32 itself refuses paths that escape"
+            ),
             "what": "an initializer whose data is external, at ../../../../etc/passwd",
             "data": _external(base["fp32.onnx"], "../../../../etc/passwd"),
             "refused_because": "external",
