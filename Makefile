@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast lint install clean
+.PHONY: demo test test-fast lint install clean arm-tools arm-check
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ test-fast: $(STAMP)
 
 lint: $(STAMP)
 	$(PY) -m ruff check . && $(PY) -m ruff format --check .
+
+## qemu-user and debootstrap, for the emulated 64-bit ARM check (Debian; .ci/run calls this).
+arm-tools:
+	@command -v qemu-aarch64 >/dev/null 2>&1 && command -v debootstrap >/dev/null 2>&1 || { \
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends qemu-user debootstrap >/dev/null; }
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
