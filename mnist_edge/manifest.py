@@ -87,6 +87,11 @@ class Manifest:
     versions: dict[str, str] = field(default_factory=dict)
     calibration: dict[str, Any] | None = None
     parity: dict[str, Any] | None = None
+    #: What the file answered on the runtime's probe images when it was exported
+    #: (``runtime/known_answers.py``); ``load()`` checks it. Older manifests have none.
+    known_answers: dict[str, Any] | None = None
+    #: The device bundle exported beside the file (``parity/bundle.py``): file name, sha256, size.
+    device_bundle: dict[str, Any] | None = None
     created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     schema_version: int = SCHEMA_VERSION
 
@@ -131,6 +136,8 @@ class Manifest:
                 versions=dict(data.get("versions") or {}),
                 calibration=data.get("calibration"),
                 parity=data.get("parity"),
+                known_answers=_optional_dict(data, "known_answers"),
+                device_bundle=_optional_dict(data, "device_bundle"),
                 created_at=str(data.get("created_at", "")),
                 schema_version=int(version),
             )
@@ -141,6 +148,13 @@ class Manifest:
 
     def replace(self, **changes: Any) -> Manifest:
         return dataclasses.replace(self, **changes)
+
+
+def _optional_dict(data: dict[str, Any], key: str) -> dict[str, Any] | None:
+    value = data.get(key)
+    if value is not None and not isinstance(value, dict):
+        raise ValueError(f"{key} must be an object")
+    return value
 
 
 def manifest_path(artifact: str | os.PathLike[str]) -> Path:

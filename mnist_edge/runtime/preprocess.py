@@ -20,6 +20,7 @@ What is accepted, and why:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -187,11 +188,38 @@ def quantize(real: np.ndarray, spec: TensorSpec) -> np.ndarray:
     return np.clip(q, qmin, qmax).astype(spec.dtype)
 
 
+#: What each of :func:`check_images` shows, for messages.
+CHECK_IMAGE_NAMES = ("blank", "white", "grey", "noise", "faint ring", "faint bar", "gradient", "faint seven")
+
+
 def check_images() -> np.ndarray:
-    """Four fixed uint8 images (blank, white, grey, seeded noise) that every model is run on at
-    load: they exercise both ends of the pixel range without needing the dataset."""
+    """Eight fixed uint8 images that every model is run on at load, none from the dataset.
+
+    Blank, white, grey and seeded noise exercise both ends of the pixel range. They saturate a
+    trained classifier (white and grey are an "8" with probability ~1) and the blank image never
+    reaches the first layer's weights, so four faint digit-like strokes follow (a ring, a bar, a
+    left-to-right gradient, a seven): their answers are spread over several classes, and move when
+    a weight or a kernel changes. The known-answer check (``runtime/known_answers.py``) compares them.
+    """
+    return _check_images().copy()
+
+
+@functools.cache
+def _check_images() -> np.ndarray:
+    rows, cols = np.mgrid[0 : IMAGE_SHAPE[0], 0 : IMAGE_SHAPE[1]].astype(np.float64)
+    middle = (IMAGE_SHAPE[0] - 1) / 2
+    radius = np.hypot(rows - middle, cols - middle)
+    ring = (radius >= 6) & (radius <= 9)
+    bar = (np.abs(cols - 14) <= 1) & (rows >= 4) & (rows <= 23)
+    top = (rows >= 5) & (rows <= 7) & (cols >= 7) & (cols <= 20)
+    seven = top | ((np.abs(cols - (20 - (rows - 7) * 0.45)) <= 1.2) & (rows >= 7) & (rows <= 23))
+    gradient = cols * 255 // (IMAGE_SHAPE[1] - 1)
     noise = np.random.default_rng(0).integers(0, 256, IMAGE_SHAPE, dtype=np.uint8)
-    return np.stack([np.full(IMAGE_SHAPE, value, np.uint8) for value in (0, 255, 128)] + [noise])
+    images = [np.full(IMAGE_SHAPE, value) for value in (0, 255, 128)] + [noise]
+    images += [ring * 60, bar * 60, gradient, seven * 90]
+    stacked = np.stack(images).astype(np.uint8)
+    stacked.flags.writeable = False
+    return stacked
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
