@@ -16,6 +16,7 @@ from mnist_edge import __version__
 from mnist_edge._files import sha256_file
 from mnist_edge.errors import MnistEdgeError, ModelLoadError
 from mnist_edge.manifest import ARTIFACT_SUFFIXES, PRECISIONS, Manifest, read_manifest, write_manifest
+from mnist_edge.parity.bundle import DeviceBundle
 from mnist_edge.parity.metrics import Reference, compare, compute_reference, judge, reference_path
 from mnist_edge.parity.results import ParityReport, ParityRow
 from mnist_edge.parity.tolerances import DEFAULT_TOLERANCES, Tolerances
@@ -60,7 +61,7 @@ def resolve_artifacts(
 
 def verify(
     artifacts: Iterable[str | os.PathLike[str]],
-    reference_model: str | os.PathLike[str] | Reference,
+    reference_model: str | os.PathLike[str] | Reference | DeviceBundle,
     *,
     data: TestSet | None = None,
     tolerances: Tolerances = DEFAULT_TOLERANCES,
@@ -70,9 +71,11 @@ def verify(
 ) -> ParityReport:
     """Verify each artifact against the reference; returns the report, never raises for a FAIL.
 
-    ``reference_model`` is the ``.keras`` file the artifacts were exported from (or a
-    :class:`Reference` already computed on the same data). ``data`` is an ``MnistData``, an
-    ``(images, labels)`` pair, or None for the verified MNIST test set.
+    ``reference_model`` is the ``.keras`` file the artifacts were exported from, a
+    :class:`Reference` already computed on the same data, or a
+    :class:`~mnist_edge.parity.bundle.DeviceBundle` (the reference's stored outputs and the images
+    they were computed on: no TensorFlow needed). ``data`` is an ``MnistData``, an
+    ``(images, labels)`` pair, or None for the verified MNIST test set (with a bundle: None).
 
     Raises :class:`MnistEdgeError` (a usage error) when an artifact does not exist, when no
     artifacts are given, or - unless ``force`` - when an artifact was not exported from the
@@ -88,9 +91,13 @@ def verify(
     if missing:
         raise MnistEdgeError(f"artifact(s) not found: {', '.join(missing)}")
 
-    reference_sha = (
-        reference_model.sha256 if isinstance(reference_model, Reference) else _reference_sha(reference_model)
-    )
+    bundle = reference_model if isinstance(reference_model, DeviceBundle) else None
+    if bundle is not None:
+        reference_sha = bundle.source_model_sha256
+    elif isinstance(reference_model, Reference):
+        reference_sha = reference_model.sha256
+    else:
+        reference_sha = _reference_sha(reference_model)
     manifests: dict[Path, Manifest | None] = {}
     manifest_errors: dict[Path, str] = {}
     for path in paths:
@@ -99,14 +106,19 @@ def verify(
         except ModelLoadError as exc:
             manifests[path] = None
             manifest_errors[path] = str(exc)
-    notes = _check_provenance(paths, manifests, manifest_errors, reference_sha, force)
+    notes = _check_provenance(paths, manifests, manifest_errors, reference_sha, force, bundle)
     if write_manifests:
         from mnist_edge._files import sweep_stale_temps
 
         for folder in dict.fromkeys(p.parent for p in paths):
             sweep_stale_temps(folder)  # manifest temps a killed earlier run left behind
 
-    if isinstance(reference_model, Reference):
+    if bundle is not None:
+        if data is not None:
+            raise MnistEdgeError("verify(): a device bundle brings its own images; pass no data=")
+        say(f"using the Keras reference's outputs stored in {bundle.path} ({len(bundle):,} images)")
+        reference, images = bundle.reference(), bundle.images
+    elif isinstance(reference_model, Reference):
         if data is None:
             raise MnistEdgeError("verify(): pass data= together with a precomputed Reference")
         reference = reference_model
@@ -166,14 +178,23 @@ def _check_provenance(
     manifest_errors: Mapping[Path, str],
     reference_sha: str,
     force: bool,
+    bundle: DeviceBundle | None = None,
 ) -> dict[Path, tuple[str, ...]]:
-    """Refuse artifacts not exported from the reference (unless forced); returns notes per artifact."""
+    """Refuse artifacts not exported from the reference, or exported with another device bundle than
+    the one given (unless forced); returns notes per artifact."""
     problems: dict[Path, str] = {}
     for path in paths:
         if path in manifest_errors:
             continue  # the row will fail on its unreadable manifest
         manifest = manifests[path]
-        if manifest is None:
+        recorded = (manifest.device_bundle or {}).get("sha256") if manifest is not None else None
+        if bundle is not None and recorded is not None and recorded != bundle.sha256:
+            problems[path] = (
+                f"was exported with another device bundle (sha256 {str(recorded)[:12]}, "
+                f"{bundle.path.name} is {bundle.sha256[:12]}): the bundle was changed or belongs to "
+                "another export"
+            )
+        elif manifest is None:
             problems[path] = "has no manifest, so its source model is unknown"
         elif manifest.source_model_sha256 is None:
             problems[path] = "has a manifest without source_model_sha256"
@@ -184,9 +205,14 @@ def _check_provenance(
             )
     if problems and not force:
         listed = "; ".join(f"{p.name} {why}" for p, why in problems.items())
+        source = (
+            "the bundle exported with them with --bundle"
+            if bundle
+            else "the model they came from with --model"
+        )
         raise MnistEdgeError(
             f"refusing to compare against a reference the artifacts were not exported from: {listed}. "
-            "Pass the model they came from with --model, re-export, or use --force to compare anyway"
+            f"Pass {source}, re-export, or use --force to compare anyway"
         )
     return {p: (f"forced: {why}",) for p, why in problems.items()}
 

@@ -47,6 +47,22 @@ class Reference:
         }
 
     @classmethod
+    def of(cls, path: str, sha256: str, probs: np.ndarray, labels: np.ndarray, seconds: float) -> Reference:
+        """The reference for its outputs ``probs`` on images labelled ``labels``."""
+        preds = probs.argmax(axis=1).astype(np.int64)
+        labels = np.asarray(labels)
+        return cls(
+            path=path,
+            sha256=sha256,
+            probs=probs,
+            preds=preds,
+            labels=labels,
+            accuracy=accuracy(labels, preds),
+            per_class=per_class_accuracy(labels, preds),
+            seconds=seconds,
+        )
+
+    @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Reference:
         """The summary :meth:`to_dict` wrote. The per-image outputs are not part of it, so the
         arrays of a reference read back are empty: it can describe a past run, not judge a new one."""
@@ -84,18 +100,7 @@ def compute_reference(
     start = time.perf_counter()
     with load(path) as classifier:
         probs = np.asarray(classifier.predict_proba(images), dtype=np.float32)
-    preds = probs.argmax(axis=1).astype(np.int64)
-    seconds = time.perf_counter() - start
-    return Reference(
-        path=str(path),
-        sha256=sha256_file(path),
-        probs=probs,
-        preds=preds,
-        labels=np.asarray(labels),
-        accuracy=accuracy(labels, preds),
-        per_class=per_class_accuracy(labels, preds),
-        seconds=seconds,
-    )
+    return Reference.of(str(path), sha256_file(path), probs, labels, time.perf_counter() - start)
 
 
 def compare(reference: Reference, probs: np.ndarray) -> dict[str, Any]:
