@@ -21,7 +21,7 @@ from mnist_edge import CLASS_NAMES
 from mnist_edge._files import atomic_path, sha256_file, sweep_stale_temps
 from mnist_edge.data import MnistData, load_mnist_data
 from mnist_edge.environment import package_versions
-from mnist_edge.errors import ExportError
+from mnist_edge.errors import DataError, ExportError, MnistEdgeError
 from mnist_edge.export import onnx as _onnx
 from mnist_edge.export import tflite as _tflite
 from mnist_edge.export._base import Exporter, ExportJob
@@ -208,9 +208,15 @@ def export_many(
     seed: int = DEFAULT_SEED,
     opset: int = DEFAULT_OPSET,
     data: MnistData | str | os.PathLike[str] | None = None,
+    bundle: bool = True,
 ) -> list[ExportResult]:
     """Export every target ``expand(formats, precisions)`` names, loading the model and drawing the
-    calibration images once. Stops at the first failure; files already written stay complete."""
+    calibration images once. Stops at the first failure; files already written stay complete.
+
+    With ``bundle`` (the default) the device bundle - the test digits and the Keras reference's
+    outputs on them, for verifying on a device without TensorFlow - is written beside the artifacts
+    first (kept if the one there is already this model's), and every manifest records its sha256.
+    Each manifest also gets the file's known answers (``runtime/known_answers.py``)."""
     from mnist_edge.model import load_model
 
     targets = expand(formats, precisions)
@@ -222,11 +228,20 @@ def export_many(
     sweep_stale_temps(out)  # what a killed earlier run left behind
     model = load_model(model_path)  # safe_mode=True; refuses anything but the MNIST classifier
     calibration = None
-    if any(t.calibrated for t in targets):
+    calibrated = any(t.calibrated for t in targets)
+    mnist = None
+    if calibrated or bundle:
         mnist = data if isinstance(data, MnistData) else load_mnist_data(data, log=lambda _msg: None)
+    if calibrated:
         calibration = calibration_set(mnist, calibration_samples, seed)
     job = ExportJob(model=model, opset=opset, calibration=calibration)
-    common = {"source_model_sha256": sha256_file(model_path), "versions": package_versions(VERSIONED)}
+    common: dict[str, Any] = {
+        "source_model_sha256": sha256_file(model_path),
+        "versions": package_versions(VERSIONED),
+    }
+    if bundle:
+        assert mnist is not None
+        common["device_bundle"] = _device_bundle(model_path, out, mnist, common["source_model_sha256"])
     return [_export_one(target, job, out / target.filename, common) for target in targets]
 
 
@@ -254,6 +269,9 @@ def _export_one(target: Target, job: ExportJob, final: Path, common: dict[str, A
         calibration=job.calibration_set().to_dict() if target.calibrated else None,
         **common,
     )
+    write_manifest(final, manifest)
+    # The runtime reads the new file back, as a device will: its answers on the probe images.
+    manifest = manifest.replace(known_answers=_known_answers(final))
     written_manifest = write_manifest(final, manifest)
     return ExportResult(
         path=final,
@@ -264,6 +282,42 @@ def _export_one(target: Target, job: ExportJob, final: Path, common: dict[str, A
         seconds=time.perf_counter() - started,
         manifest=manifest,
     )
+
+
+def _known_answers(path: Path) -> dict[str, Any]:
+    from mnist_edge.runtime import known_answers, load, preprocess
+
+    try:
+        with load(path) as classifier:
+            probabilities = classifier.predict_proba(preprocess.check_images())
+    except MnistEdgeError as exc:
+        raise ExportError(f"the exported {path.name} does not load in the runtime: {exc}") from None
+    return known_answers.record(probabilities)
+
+
+def _device_bundle(model_path: Path, out: Path, mnist: MnistData, source_sha256: str) -> dict[str, Any]:
+    """Write the device bundle beside the artifacts, or keep the one there when it already holds
+    this model's outputs on this test set (so manifests of earlier exports still name its sha256)."""
+    import numpy as np
+
+    from mnist_edge.parity.bundle import bundle_path, read_bundle, write_bundle
+    from mnist_edge.parity.metrics import compute_reference
+
+    path = bundle_path(out)
+    if path.is_file():
+        try:
+            kept = read_bundle(path)
+        except DataError:
+            kept = None  # unreadable: replaced below
+        if (
+            kept is not None
+            and kept.source_model_sha256 == source_sha256
+            and np.array_equal(kept.images, mnist.x_test)
+            and np.array_equal(kept.labels, mnist.y_test)
+        ):
+            return kept.manifest_entry()
+    reference = compute_reference(model_path, mnist.x_test, mnist.y_test)
+    return write_bundle(path, reference, mnist.x_test, data_source=mnist.source).manifest_entry()
 
 
 def _writable_dir(folder: Path) -> Path:
