@@ -50,7 +50,9 @@ def load(
     ``backend`` names the engine ("litert"/"tflite", "onnxruntime"/"onnx", "keras") instead of the
     file suffix choosing it. ``threads`` is the engine's intra-op thread count (1 suits the edge).
     With ``verify_hash`` (the default) a file whose sha256 differs from its manifest is refused
-    before any engine reads it. Every file then passes its backend's structural pre-check.
+    before any engine reads it, and one whose answers on the load-time probe images differ from
+    the known answers in its manifest is refused once the engine has run them
+    (:mod:`~mnist_edge.runtime.known_answers`). Every file passes its backend's structural pre-check.
     ``isolate=True`` is for files from elsewhere: the exact bytes are first loaded and run once in
     a child process limited to 2 GiB and 30 s (:mod:`~mnist_edge.runtime.guard.sandbox`), so a file that
     would crash or exhaust the engine costs a child, not the app. Raises

@@ -27,7 +27,9 @@ def read_checked(
     path: Path, backend_cls: type[Backend], *, verify_hash: bool
 ) -> tuple[bytes, Manifest | None]:
     """The file's bytes and its manifest, checked against each other: the manifest's format must
-    be the backend's, and (``verify_hash``) the bytes must have the manifest's size and sha256."""
+    be the backend's, and (``verify_hash``) the bytes must have the manifest's size and sha256.
+    Without ``verify_hash`` the manifest's known answers are dropped too: both checks ask whether
+    this is the file that was exported, and the caller said it may not be."""
     data = _read_model_bytes(path)
     manifest = read_manifest(path)
     if manifest is not None:
@@ -38,6 +40,8 @@ def read_checked(
             )
         if verify_hash:
             _verify_hash(path, data, manifest)
+        elif manifest.known_answers is not None:
+            manifest = manifest.replace(known_answers=None)
     return data, manifest
 
 

@@ -19,7 +19,7 @@ from mnist_edge._mnist import CLASS_NAMES, IMAGE_SHAPE, NUM_CLASSES, PIXEL_SCALE
 from mnist_edge._text import first_line
 from mnist_edge.errors import MnistEdgeError, ModelLoadError
 from mnist_edge.manifest import Manifest, TensorSpec, manifest_path
-from mnist_edge.runtime import fastpath, preprocess
+from mnist_edge.runtime import fastpath, known_answers, preprocess
 from mnist_edge.runtime.base import Backend, Finish, Runner
 from mnist_edge.runtime.prediction import Prediction, ranked
 
@@ -105,10 +105,14 @@ class Classifier:
         self._direct_max = MAX_BATCH_CHUNK if backend.fixed_batch is None else 0
         self._hot_max = min(self._direct_max, fastpath.HOT_BATCH_MAX)
 
-        logits, normalize = self._probe(where)
+        logits, normalize, probe_raw = self._probe(where)
         if manifest is not None and manifest.precision == "int8":
             normalize = True
         self._postprocess = preprocess.make_output_converter(out_spec, normalize=normalize, logits=logits)
+        if manifest is not None and manifest.known_answers:
+            known_answers.check(
+                manifest.known_answers, manifest.precision, self._postprocess(probe_raw), where
+            )
         # The hot path's functions for uint8 pixels shaped (n, *inner), built once: raw output for
         # predict, probabilities for predict_proba (the output step applied inside the closure).
         finish = None if self._postprocess is preprocess.unchanged else self._postprocess
@@ -211,11 +215,12 @@ class Classifier:
             parts.append(out[:size])
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
-    def _probe(self, where: object) -> tuple[bool, bool]:
-        """Run four fixed images once: the model must run and give finite (N, 10) output.
+    def _probe(self, where: object) -> tuple[bool, bool, np.ndarray]:
+        """Run the fixed check images once: the model must run and give finite (N, 10) output.
 
-        Returns (logits, normalize): whether the output needs a softmax (no final softmax layer)
-        or a renormalisation (probabilities quantised inside the graph, rows off 1 by a step).
+        Returns (logits, normalize, raw): whether the output needs a softmax (no final softmax
+        layer) or a renormalisation (probabilities quantised inside the graph, rows off 1 by a
+        step), and the raw output, which the known-answer check compares.
         """
         probe = preprocess.check_images()
         try:
@@ -248,7 +253,7 @@ class Classifier:
         sums = real.sum(axis=1)
         logits = bool((real < -1e-6).any() or (real > 1 + 1e-6).any() or (np.abs(sums - 1) > 0.05).any())
         normalize = spec.dtype in ("uint8", "int8") or bool((np.abs(sums - 1) > 1e-4).any())
-        return logits, normalize
+        return logits, normalize, raw
 
     # ------------------------------------------------------------------ lifetime
 
