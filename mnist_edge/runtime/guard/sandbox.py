@@ -151,13 +151,23 @@ class Sandbox:
             env.setdefault(var, "1")  # one thread, and no per-thread buffers eating the address space
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         cpu_seconds = int(self.timeout) + 5  # a backstop: the parent's wall-clock timeout comes first
-        self._proc = subprocess.Popen(
-            [sys.executable, "-c", _CHILD, str(self.memory_bytes), str(cpu_seconds)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-            env=env,
-        )
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-c", _CHILD, str(self.memory_bytes), str(cpu_seconds)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=self._stderr,
+                env=env,
+            )
+        except OSError as exc:
+            # The interpreter cannot be started again from inside this process: an embedded
+            # Python, or one run through an emulator (qemu-user) that the kernel cannot exec.
+            raise ModelLoadError(
+                f"cannot start the isolated loader: running {sys.executable or 'the Python interpreter'} "
+                f"failed ({exc.strerror or exc}). A file from elsewhere is trial-loaded in that child "
+                "first: use the model with the manifest `mnist-edge export` wrote beside it, or load "
+                "it on a machine where this Python can start itself"
+            ) from None
         self.started += 1
         return self._proc
 
