@@ -187,3 +187,30 @@ def test_predict_isolates_a_model_without_manifest_only(exported, tmp_path, mnis
         result = runner.invoke(app, ["predict", str(path), str(images), "--json"])
         assert result.exit_code == 0, result.output
     assert calls == [bare.name]
+
+
+@pytest.fixture
+def unstartable_python(tmp_path, monkeypatch):
+    """``sys.executable`` as qemu-user leaves it: a file the kernel cannot execute (no binfmt_misc)."""
+    foreign = tmp_path / "python3.11"
+    foreign.write_bytes(b"\x7fELF\x02\x01\x01" + bytes(57))  # an ELF header for no machine the kernel runs
+    foreign.chmod(0o755)
+    monkeypatch.setattr(sandbox.sys, "executable", str(foreign))
+    return foreign
+
+
+def test_a_child_that_cannot_start_is_a_model_load_error(exported, unstartable_python):
+    with pytest.raises(ModelLoadError, match=r"cannot start the isolated loader.*Exec format error"):
+        load(exported[("tflite", "int8")].path, isolate=True)
+
+
+def test_predict_says_in_one_line_why_a_bare_model_cannot_be_checked(exported, tmp_path, unstartable_python):
+    source = exported[("onnx", "int8")].path
+    bare = tmp_path / source.name
+    shutil.copy(source, bare)
+    images = tmp_path / "digits.npy"
+    np.save(images, np.zeros((1, 28, 28), np.uint8))
+    result = CliRunner().invoke(app, ["predict", str(bare), str(images)])
+    assert result.exit_code == 2, result.output
+    assert "cannot start the isolated loader" in result.output
+    assert "Traceback" not in result.output and isinstance(result.exception, SystemExit)
