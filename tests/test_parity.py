@@ -51,9 +51,16 @@ def copy_artifact(exported, fmt: str, precision: str, folder: Path, name: str | 
 
 
 def reseal(path: Path) -> None:
-    """Make the manifest's sha256 and size match the (modified) file: a faulty export, not tampering."""
-    manifest = read_manifest(path)
-    write_manifest(path, manifest.replace(sha256=sha256_file(path), size_bytes=path.stat().st_size))
+    """Make the manifest's sha256, size and known answers those of the (modified) file, as export
+    would have written them for it: a faulty export, not tampering."""
+    from mnist_edge.runtime import known_answers, load, preprocess
+
+    manifest = read_manifest(path).replace(
+        sha256=sha256_file(path), size_bytes=path.stat().st_size, known_answers=None
+    )
+    write_manifest(path, manifest)
+    answers = known_answers.record(load(path).predict_proba(preprocess.check_images()))
+    write_manifest(path, manifest.replace(known_answers=answers))
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mnist_edge import CLASS_NAMES
-from mnist_edge._files import atomic_path, sha256_file, sweep_stale_temps
+from mnist_edge._files import atomic_path, atomic_write_bytes, sha256_file, sweep_stale_temps
 from mnist_edge.data import MnistData, load_mnist_data
 from mnist_edge.environment import package_versions
 from mnist_edge.errors import DataError, ExportError, MnistEdgeError
@@ -181,6 +181,7 @@ def export(
     seed: int = DEFAULT_SEED,
     opset: int = DEFAULT_OPSET,
     data: MnistData | str | os.PathLike[str] | None = None,
+    bundle: bool = True,
 ) -> ExportResult:
     """Export one combination; ``precision`` is a file precision (``int8``) or a CLI name (``none``)."""
     if ALL in (fmt.strip().lower(), precision.strip().lower()):
@@ -194,6 +195,7 @@ def export(
         seed=seed,
         opset=opset,
         data=data,
+        bundle=bundle,
     )
     return result
 
@@ -239,10 +241,16 @@ def export_many(
         "source_model_sha256": sha256_file(model_path),
         "versions": package_versions(VERSIONED),
     }
+    packed = None
     if bundle:
         assert mnist is not None
-        common["device_bundle"] = _device_bundle(model_path, out, mnist, common["source_model_sha256"])
-    return [_export_one(target, job, out / target.filename, common) for target in targets]
+        common["device_bundle"], packed = _device_bundle(
+            model_path, out, mnist, common["source_model_sha256"]
+        )
+    results = [_export_one(target, job, out / target.filename, common) for target in targets]
+    if packed is not None:  # written last: a failed export leaves no bundle without artifacts
+        atomic_write_bytes(out / common["device_bundle"]["file"], packed)
+    return results
 
 
 def _export_one(target: Target, job: ExportJob, final: Path, common: dict[str, Any]) -> ExportResult:
@@ -295,12 +303,15 @@ def _known_answers(path: Path) -> dict[str, Any]:
     return known_answers.record(probabilities)
 
 
-def _device_bundle(model_path: Path, out: Path, mnist: MnistData, source_sha256: str) -> dict[str, Any]:
-    """Write the device bundle beside the artifacts, or keep the one there when it already holds
-    this model's outputs on this test set (so manifests of earlier exports still name its sha256)."""
+def _device_bundle(
+    model_path: Path, out: Path, mnist: MnistData, source_sha256: str
+) -> tuple[dict[str, Any], bytes | None]:
+    """The device bundle's manifest entry, and its bytes to write once the artifacts are written -
+    None when the bundle already there holds this model's outputs on this test set (kept, so that
+    the manifests of earlier exports still name its sha256)."""
     import numpy as np
 
-    from mnist_edge.parity.bundle import bundle_path, read_bundle, write_bundle
+    from mnist_edge.parity.bundle import bundle_path, pack_bundle, parse_bundle, read_bundle
     from mnist_edge.parity.metrics import compute_reference
 
     path = bundle_path(out)
@@ -308,16 +319,17 @@ def _device_bundle(model_path: Path, out: Path, mnist: MnistData, source_sha256:
         try:
             kept = read_bundle(path)
         except DataError:
-            kept = None  # unreadable: replaced below
+            kept = None  # unreadable: replaced
         if (
             kept is not None
             and kept.source_model_sha256 == source_sha256
             and np.array_equal(kept.images, mnist.x_test)
             and np.array_equal(kept.labels, mnist.y_test)
         ):
-            return kept.manifest_entry()
+            return kept.manifest_entry(), None
     reference = compute_reference(model_path, mnist.x_test, mnist.y_test)
-    return write_bundle(path, reference, mnist.x_test, data_source=mnist.source).manifest_entry()
+    packed = pack_bundle(reference, mnist.x_test, data_source=mnist.source)
+    return parse_bundle(path, packed).manifest_entry(), packed
 
 
 def _writable_dir(folder: Path) -> Path:

@@ -32,7 +32,15 @@ from mnist_edge._mnist import IMAGE_SHAPE, NUM_CLASSES
 from mnist_edge.errors import DataError
 from mnist_edge.parity.metrics import Reference
 
-__all__ = ["BUNDLE_NAME", "DeviceBundle", "bundle_path", "read_bundle", "write_bundle"]
+__all__ = [
+    "BUNDLE_NAME",
+    "DeviceBundle",
+    "bundle_path",
+    "pack_bundle",
+    "parse_bundle",
+    "read_bundle",
+    "write_bundle",
+]
 
 BUNDLE_NAME = "model.bundle.npz"
 BUNDLE_SCHEMA = 1
@@ -93,7 +101,13 @@ def write_bundle(
     path: str | os.PathLike[str], reference: Reference, images: np.ndarray, *, data_source: str = ""
 ) -> DeviceBundle:
     """Write ``reference``'s outputs on ``images`` (uint8 pixels) as a bundle, atomically."""
-    path = Path(path)
+    data = pack_bundle(reference, images, data_source=data_source)
+    atomic_write_bytes(path, data)
+    return parse_bundle(Path(path), data)
+
+
+def pack_bundle(reference: Reference, images: np.ndarray, *, data_source: str = "") -> bytes:
+    """The bytes of a bundle of ``reference``'s outputs on ``images``, to write later."""
     images = np.ascontiguousarray(images, dtype=np.uint8)
     labels = np.asarray(reference.labels).astype(np.uint8)
     meta = {
@@ -119,9 +133,7 @@ def write_bundle(
             info = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_TIME)
             info.compress_type = zipfile.ZIP_DEFLATED
             archive.writestr(info, member.getvalue(), compresslevel=9)
-    data = buffer.getvalue()
-    atomic_write_bytes(path, data)
-    return _parse(path, data)
+    return buffer.getvalue()
 
 
 def read_bundle(path: str | os.PathLike[str], *, expected_sha256: str | None = None) -> DeviceBundle:
@@ -142,7 +154,7 @@ def read_bundle(path: str | os.PathLike[str], *, expected_sha256: str | None = N
         data = path.read_bytes()
     except OSError as exc:
         raise DataError(f"cannot read device bundle {path}: {exc.strerror}") from None
-    bundle = _parse(path, data)
+    bundle = parse_bundle(path, data)
     if expected_sha256 is not None and bundle.sha256 != expected_sha256:
         raise DataError(
             f"device bundle {path} (sha256 {bundle.sha256[:12]}) is not the one exported with the "
@@ -152,7 +164,8 @@ def read_bundle(path: str | os.PathLike[str], *, expected_sha256: str | None = N
     return bundle
 
 
-def _parse(path: Path, data: bytes) -> DeviceBundle:
+def parse_bundle(path: Path, data: bytes) -> DeviceBundle:
+    """Validate a bundle's bytes (read from, or to be written to, ``path``)."""
     redo = "copy it again from the export machine, or re-run `mnist-edge export`"
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
