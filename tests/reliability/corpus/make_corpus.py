@@ -217,7 +217,7 @@ def _entries(base: dict[str, bytes]) -> list[dict]:
             "found_by": "structure fuzz of model.fp16.tflite (a dense input rewired): 12 rows for 4 images",
             "what": "FULLY_CONNECTED's input rewired to its own weights: 10 output rows whatever the batch",
             "data": _set(fp32, f"{fc32}.inputs[0]", _value(fp32, f"{fc32}.inputs[1]")),
-            "refused_because": "rows for 4 images",
+            "refused_because": "rows for 8 images",
             "refused_by": "classifier",
         },
         {
@@ -225,7 +225,7 @@ def _entries(base: dict[str, bytes]) -> list[dict]:
             "found_by": "structure fuzz of model.fp32.onnx (a Relu's input rewired to weights): 784 rows",
             "what": "the bias Add's input rewired to the weight matrix: (784, 10) whatever the batch",
             "data": _rewire_add(base["fp32.onnx"]),
-            "refused_because": "784 rows for 4 images",
+            "refused_because": "784 rows for 8 images",
             "refused_by": "classifier",
         },
         {
