@@ -68,7 +68,10 @@ def run_arm(args: list[str], *, cwd: Path, cpu: str = DEFAULT_CPU, timeout: floa
 
 
 def run_host(args: list[str], *, cwd: Path, timeout: float = 1800) -> Run:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH")))),
+    }
     return Run.of([sys.executable, *args], cwd=cwd, env=env, timeout=timeout)
 
 
@@ -213,7 +216,9 @@ def check(
             arm_predict = run_arm(args, cwd=scratch, cpu=cpu)
             host_predict = run_host(args, cwd=scratch)
             same = arm_predict.code == 0 and arm_predict.stdout == host_predict.stdout
-            arm_label = json.loads(arm_predict.stdout)["predictions"][0]["label"] if arm_predict.code == 0 else None
+            arm_label = (
+                json.loads(arm_predict.stdout)["predictions"][0]["label"] if arm_predict.code == 0 else None
+            )
             report["predict"] = {
                 "model": PREDICT_MODEL,
                 "label": label,
@@ -242,22 +247,31 @@ print(json.dumps({
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("folder", nargs="?", default="artifacts", type=Path, help="artifacts + bundle")
     parser.add_argument("--limit", type=int, default=DEFAULT_LIMIT, help="test digits to verify (0 = all)")
     parser.add_argument("--cpu", default=DEFAULT_CPU, help="qemu CPU model (cortex-a76: a Pi 5's)")
     parser.add_argument("--json", type=Path, help="write the report here")
     parser.add_argument("--no-build", action="store_true", help="use the root as it is")
-    parser.add_argument("override", nargs="*", default=[], help="verify options after --, e.g. --min-agreement")
+    parser.add_argument(
+        "override", nargs="*", default=[], help="verify options after --, e.g. --min-agreement"
+    )
     args = parser.parse_args(argv)
     lacking = missing_tools()
     if lacking:
         print(f"arm: {', '.join(lacking)} not installed: run `make arm-tools`", file=sys.stderr)
         return 2
     if not args.folder.is_dir():
-        print(f"arm: {args.folder} is not a folder: run `make demo` or `mnist-edge export` first", file=sys.stderr)
+        print(
+            f"arm: {args.folder} is not a folder: run `make demo` or `mnist-edge export` first",
+            file=sys.stderr,
+        )
         return 2
-    report = check(args.folder, limit=args.limit or None, cpu=args.cpu, overrides=args.override, build=not args.no_build)
+    report = check(
+        args.folder, limit=args.limit or None, cpu=args.cpu, overrides=args.override, build=not args.no_build
+    )
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     for name, ok in report["checks"].items():
