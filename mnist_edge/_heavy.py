@@ -6,8 +6,14 @@ pay for TensorFlow. Call these from inside the functions that need the framework
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from typing import Any
+
+
+def tensorflow_installed() -> bool:
+    """Whether TensorFlow can be imported (the ``train`` extra), found without importing it."""
+    return importlib.util.find_spec("tensorflow") is not None
 
 
 def tensorflow() -> Any:

@@ -25,12 +25,15 @@ changes.
 
 The package is split by job: ``tolerances`` (the limits and their overrides), ``metrics`` (the
 reference's outputs and the comparison), ``results`` (rows and report, to and from JSON and
-Markdown) and ``gate`` (which artifacts, provenance, running them, writing manifests).
+Markdown), ``gate`` (which artifacts, provenance, running them, writing manifests) and ``bundle``
+(the device bundle: the reference's outputs and the test digits, so that a device without
+TensorFlow runs the same gate).
 """
 
 from __future__ import annotations
 
 from mnist_edge.manifest import ARTIFACT_SUFFIXES
+from mnist_edge.parity.bundle import BUNDLE_NAME, DeviceBundle, locate_bundle, read_bundle
 from mnist_edge.parity.gate import find_artifacts, resolve_artifacts, verify
 from mnist_edge.parity.metrics import Reference, compare, compute_reference, judge, reference_path
 from mnist_edge.parity.results import ParityReport, ParityRow, worst_digit
@@ -45,8 +48,10 @@ from mnist_edge.parity.tolerances import (
 
 __all__ = [
     "ARTIFACT_SUFFIXES",
+    "BUNDLE_NAME",
     "DEFAULT_TOLERANCES",
     "METRICS",
+    "DeviceBundle",
     "ParityReport",
     "ParityRow",
     "Reference",
@@ -57,7 +62,9 @@ __all__ = [
     "compute_reference",
     "find_artifacts",
     "judge",
+    "locate_bundle",
     "parse_override",
+    "read_bundle",
     "reference_path",
     "resolve_artifacts",
     "verify",

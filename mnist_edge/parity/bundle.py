@@ -20,6 +20,7 @@ import io
 import json
 import os
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ __all__ = [
     "BUNDLE_NAME",
     "DeviceBundle",
     "bundle_path",
+    "locate_bundle",
     "pack_bundle",
     "parse_bundle",
     "read_bundle",
@@ -95,6 +97,26 @@ class DeviceBundle:
 def bundle_path(folder: str | os.PathLike[str]) -> Path:
     """Where export writes the bundle for the artifacts in ``folder``."""
     return Path(folder) / BUNDLE_NAME
+
+
+def locate_bundle(
+    artifacts: Sequence[str | os.PathLike[str]],
+    model: str | os.PathLike[str],
+    given: str | os.PathLike[str] | None,
+) -> Path:
+    """The bundle to verify ``artifacts`` with: ``given``, else the one beside the first artifact,
+    else the one beside ``model``. Raises :class:`~mnist_edge.errors.DataError` saying where to get one."""
+    if given is not None:
+        return Path(given)
+    folders = [Path(a).parent for a in artifacts[:1]] + [Path(model).parent]
+    for folder in dict.fromkeys(folders):
+        if bundle_path(folder).is_file():
+            return bundle_path(folder)
+    where = " or ".join(str(f) for f in dict.fromkeys(folders))
+    raise DataError(
+        f"no device bundle ({BUNDLE_NAME}) in {where}: copy the one `mnist-edge export` wrote beside the "
+        "artifacts, or pass --bundle"
+    )
 
 
 def write_bundle(
