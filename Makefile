@@ -37,5 +37,13 @@ arm-tools:
 	@command -v qemu-aarch64 >/dev/null 2>&1 && command -v debootstrap >/dev/null 2>&1 || { \
 		apt-get update -qq && apt-get install -y -qq --no-install-recommends qemu-user debootstrap >/dev/null; }
 
+## Emulated 64-bit ARM (Raspberry Pi 4 CPU): build the arm64 root with the runtime-only install (cached in
+## ~/.cache/mnist-edge/arm or $$MNIST_EDGE_ARM_HOME), then verify ARM_ARTIFACTS against their device bundle
+## and predict a picture there, beside the same on this machine. ARM_LIMIT=0 verifies all 10,000 digits.
+ARM_ARTIFACTS ?= artifacts
+ARM_LIMIT ?= 1000
+arm-check: $(STAMP) arm-tools
+	$(PY) tools/arm/check.py $(ARM_ARTIFACTS) --limit $(ARM_LIMIT)
+
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -70,22 +70,6 @@ for name in sys.argv[4:]:
 print(json.dumps(seconds))
 """
 
-#: Run on the emulator's default CPU model: which artifacts load() refuses, and why.
-LOAD_ALL = """
-import json, sys, warnings
-from mnist_edge.errors import ModelLoadError
-from mnist_edge.runtime import load
-warnings.simplefilter("ignore")
-result = {}
-for name in sys.argv[1:]:
-    try:
-        with load(name):
-            result[name] = "loaded"
-    except ModelLoadError as exc:
-        result[name] = str(exc)
-print(json.dumps(result))
-"""
-
 
 def differences(arm_dir: Path, x86_dir: Path, name: str) -> dict[str, object]:
     raw_a, raw_x = np.load(arm_dir / f"{name}.raw.npy"), np.load(x86_dir / f"{name}.raw.npy")
@@ -157,8 +141,7 @@ def main() -> None:
                 f"({row['bytes_differing']:,} bytes), max prob diff {row['max_prob_diff']:.1e}, "
                 f"top-1 agreement {row['top1_agreement_pct']:.2f} %"
             )
-        max_cpu = arm.run_arm(["-c", LOAD_ALL, *names], cwd=scratch, cpu="max")
-        refused_on_max = json.loads(max_cpu.stdout.strip().splitlines()[-1]) if max_cpu.code == 0 else {}
+        refused_on_max = arm.load_each(names, scratch, cpu="max")
         for name, outcome in refused_on_max.items():
             print(f"-cpu max: {name}: {outcome[:150]}")
 

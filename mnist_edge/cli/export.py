@@ -46,6 +46,14 @@ def export_cmd(
             "one is out of tolerance (the file is kept, its manifest marks the failure).",
         ),
     ] = True,
+    bundle: Annotated[
+        bool,
+        typer.Option(
+            "--bundle/--no-bundle",
+            help="Also write model.bundle.npz: the test digits and the model's outputs on them, for "
+            "`mnist-edge verify` on a device without TensorFlow (about 2 MB).",
+        ),
+    ] = True,
     data: DataOption = None,
 ) -> None:
     """Write model.<precision>.<tflite|onnx> files, each with a JSON manifest beside it."""
@@ -62,6 +70,7 @@ def export_cmd(
         seed=seed,
         opset=opset,
         data=data,
+        bundle=bundle,
     )
     print_exports(results)
     if check:
@@ -111,6 +120,22 @@ def verify_cmd(
             show_default=False,
         ),
     ] = None,
+    bundle: Annotated[
+        Path | None,
+        typer.Option(
+            "--bundle",
+            help="Compare with the Keras outputs stored in this device bundle (model.bundle.npz, written "
+            "by export) instead of running the model: no TensorFlow needed. The bundle beside the "
+            "artifacts is used by default when TensorFlow is not installed.",
+            show_default=False,
+        ),
+    ] = None,
+    limit: Annotated[
+        int | None,
+        typer.Option(
+            "--limit", min=1, help="Only the first N test digits: quicker, coarser.", show_default=False
+        ),
+    ] = None,
     data: DataOption = None,
 ) -> None:
     """Check artifacts against the Keras reference on the 10,000 test images; exit 1 if any fails.
@@ -118,17 +143,18 @@ def verify_cmd(
     Per artifact: accuracy, its difference from the reference, top-1 agreement, probability differences
     and the digit that suffers most; the result also goes into the artifact's manifest.
     Artifacts exported from another model are refused unless --force.
+    On a device without TensorFlow the reference's outputs come from the device bundle.
     Exit codes: 0 all pass, 1 any FAIL, 2 usage error.
     """
     from mnist_edge import parity
-    from mnist_edge.data import load_mnist_data
 
     overrides = {"max-acc-diff": max_acc_diff, "min-agreement": min_agreement, "max-prob-diff": max_prob_diff}
     tolerances = parity.apply_overrides(parity.DEFAULT_TOLERANCES, overrides)
-    paths = parity.resolve_artifacts(artifacts, parity.reference_path(model))
     check_outputs(json_out, markdown_out)
-    mnist = load_mnist_data(data, log=say)
-    report = parity.verify(paths, model, data=mnist, tolerances=tolerances, force=force, log=say)
+    paths, reference, test = parity.choose_reference(
+        artifacts, model, bundle=bundle, limit=limit, data=data, log=say
+    )
+    report = parity.verify(paths, reference, data=test, tolerances=tolerances, force=force, log=say)
     print_parity(report)
     write_report_files(report, json_out, markdown_out)
     report.raise_if_failed()

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from mnist_edge.manifest import ARTIFACT_SUFFIXES
 from mnist_edge.parity.bundle import BUNDLE_NAME, DeviceBundle, locate_bundle, read_bundle
-from mnist_edge.parity.gate import find_artifacts, resolve_artifacts, verify
+from mnist_edge.parity.gate import choose_reference, find_artifacts, resolve_artifacts, verify
 from mnist_edge.parity.metrics import Reference, compare, compute_reference, judge, reference_path
 from mnist_edge.parity.results import ParityReport, ParityRow, worst_digit
 from mnist_edge.parity.tolerances import (
@@ -58,6 +58,7 @@ __all__ = [
     "Tolerance",
     "Tolerances",
     "apply_overrides",
+    "choose_reference",
     "compare",
     "compute_reference",
     "find_artifacts",

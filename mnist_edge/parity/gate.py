@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
     TestSet = MnistData | tuple[np.ndarray, np.ndarray]
 
-__all__ = ["find_artifacts", "resolve_artifacts", "verify"]
+__all__ = ["choose_reference", "find_artifacts", "resolve_artifacts", "verify"]
 
 Log = Callable[[str], None]
 
@@ -57,6 +57,45 @@ def resolve_artifacts(
     if not found:
         raise MnistEdgeError(f"no .tflite or .onnx files beside {model}: run `mnist-edge export` first")
     return found
+
+
+def choose_reference(
+    artifacts: Sequence[str | os.PathLike[str]] | None,
+    model: str | os.PathLike[str],
+    *,
+    bundle: str | os.PathLike[str] | None = None,
+    limit: int | None = None,
+    data: str | os.PathLike[str] | None = None,
+    log: Log | None = None,
+) -> tuple[list[Path], Path | DeviceBundle, TestSet | None]:
+    """What ``mnist-edge verify`` compares, as ``(artifacts, reference, data)`` for :func:`verify`.
+
+    The device bundle when ``bundle`` is given or TensorFlow is not installed (a device with the
+    runtime-only install: the bundle beside the artifacts or the model is used); otherwise the
+    ``.keras`` model on the MNIST test set (``data`` picks its source). ``limit`` keeps the first
+    that many test digits: a quicker, coarser check.
+    """
+    from mnist_edge._heavy import tensorflow_installed
+    from mnist_edge.parity.bundle import locate_bundle, read_bundle
+
+    say = log or (lambda _msg: None)
+    if bundle is not None or not tensorflow_installed():
+        if data is not None:
+            raise MnistEdgeError("--data is for the Keras reference; a device bundle brings its own digits")
+        paths = resolve_artifacts(artifacts, model)
+        found = locate_bundle(paths, model, bundle)
+        why = "" if bundle is not None else "TensorFlow is not installed: "
+        say(f"{why}verifying against the device bundle {found}")
+        return paths, read_bundle(found).head(limit), None
+    from mnist_edge.data import load_mnist_data
+
+    paths = resolve_artifacts(artifacts, reference_path(model))
+    mnist = load_mnist_data(data, log=say)
+    if limit is not None:
+        if limit < 1:
+            raise MnistEdgeError(f"--limit must be at least 1, got {limit}")
+        return paths, Path(model), (mnist.x_test[:limit], mnist.y_test[:limit])
+    return paths, Path(model), mnist
 
 
 def verify(

@@ -232,6 +232,31 @@ def check(
     return report
 
 
+#: Run on the emulated CPU: load() each file named, and say what happened.
+LOAD_EACH = """
+import json, sys, warnings
+from mnist_edge.errors import ModelLoadError
+from mnist_edge.runtime import load
+warnings.simplefilter("ignore")
+result = {}
+for name in sys.argv[1:]:
+    try:
+        with load(name):
+            result[name] = "loaded"
+    except ModelLoadError as exc:
+        result[name] = str(exc)
+print(json.dumps(result))
+"""
+
+
+def load_each(names: list[str], folder: Path, *, cpu: str = DEFAULT_CPU) -> dict[str, str]:
+    """``load()`` each artifact in ``folder`` on the emulated ``cpu``: "loaded", or the refusal."""
+    done = run_arm(["-c", LOAD_EACH, *names], cwd=folder, cpu=cpu)
+    if done.code != 0:
+        raise RuntimeError(f"loading on -cpu {cpu} failed to run:\n{done.tail(20)}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 #: Run on the emulated CPU: what machine, which engines, and that TensorFlow is absent.
 SMOKE = """
 import importlib.util, json, platform, sys
