@@ -12,8 +12,12 @@ from typing import Any
 
 
 def tensorflow_installed() -> bool:
-    """Whether TensorFlow can be imported (the ``train`` extra), found without importing it."""
-    return importlib.util.find_spec("tensorflow") is not None
+    """Whether TensorFlow can be imported (the ``train`` extra), found without importing it. An import
+    hook that refuses it counts as not installed."""
+    try:
+        return importlib.util.find_spec("tensorflow") is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def tensorflow() -> Any:

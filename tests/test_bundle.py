@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -204,3 +205,67 @@ def test_a_damaged_bundle_is_a_data_error_that_says_what_to_do(device_dir, damag
     with pytest.raises(DataError, match=message) as caught:
         read_bundle(path)
     assert "re-run" in str(caught.value) or "copy" in str(caught.value)
+
+
+# --------------------------------------------------------------------------- the CLI
+
+#: Put on PYTHONPATH, this makes TensorFlow, Keras and tf2onnx impossible to import: a runtime-only install.
+NO_TENSORFLOW = """
+import importlib.abc, sys
+class _Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("tensorflow", "keras", "tf2onnx"):
+            raise ImportError("blocked import of " + name)
+sys.meta_path.insert(0, _Block())
+"""
+
+
+def test_cli_verify_without_tensorflow_uses_the_bundle_beside_the_artifacts(device_dir, tmp_path):
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(NO_TENSORFLOW)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(hooks), str(ROOT)])}
+    args = [
+        sys.executable,
+        "-m",
+        "mnist_edge",
+        "verify",
+        "--limit",
+        "400",
+        "--json",
+        str(tmp_path / "r.json"),
+    ]
+    args += ["--min-agreement", "int8=98", "--max-acc-diff", "int8=1"]  # the tiny model at 400 digits
+    # A device's folder as copied by hand: artifacts/ (the default --model's folder), no model.keras.
+    home = tmp_path / "pi"
+    shutil.copytree(device_dir, home / "artifacts")
+    bundle = (home / "artifacts" / BUNDLE_NAME).rename(home / BUNDLE_NAME)
+    done = subprocess.run(args, cwd=home, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "no device bundle (model.bundle.npz) in artifacts" in done.stderr, (
+        done.stderr
+    )
+    bundle.rename(home / "artifacts" / BUNDLE_NAME)
+    done = subprocess.run(args, cwd=home, env=env, capture_output=True, text=True, timeout=300)
+    assert "TensorFlow is not installed: verifying against the device bundle" in done.stderr, done.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["images"] == 400 and len(report["rows"]) == 6
+    assert done.returncode == (0 if report["passed"] else 1)
+
+
+def test_cli_verify_bundle_exit_codes_are_the_usual_ones(device_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from mnist_edge.cli import app
+
+    runner = CliRunner()
+    bundle = str(device_dir / BUNDLE_NAME)
+    fp32 = str(device_dir / "model.fp32.tflite")
+    passed = runner.invoke(app, ["verify", fp32, "--bundle", bundle, "--limit", "300"])
+    assert passed.exit_code == 0, passed.output
+    assert "model.bundle.npz" in passed.stdout and "300 images" in passed.stdout
+    strict = runner.invoke(app, ["verify", fp32, "--bundle", bundle, "--max-prob-diff", "fp32=0"])
+    assert strict.exit_code == 1, strict.output
+    missing = runner.invoke(app, ["verify", fp32, "--bundle", str(tmp_path / "nothing.npz")])
+    assert missing.exit_code == 2 and "does not exist" in missing.stderr
+    mixed = runner.invoke(app, ["verify", fp32, "--bundle", bundle, "--data", str(tmp_path / "x.npz")])
+    assert mixed.exit_code == 2 and "--data is for the Keras reference" in mixed.stderr
