@@ -42,7 +42,7 @@ root_recipe="debootstrap $SUITE arm64 minbase $PACKAGES; cpuinfo v1"
 if [[ -f "$CACHE/root/.recipe" && "$(cat "$CACHE/root/.recipe")" == "$root_recipe" ]]; then
     say "root: cached ($CACHE/root)"
 else
-    say "root: building Debian $SUITE arm64 in $CACHE/root (downloads ~40 MB of packages)"
+    say "root: building Debian $SUITE arm64 in $CACHE/root (downloads its packages)"
     start=$SECONDS
     rm -rf "$CACHE/root.tmp"
     debootstrap --arch=arm64 --variant=minbase --foreign --include="$PACKAGES" \
@@ -96,7 +96,7 @@ $requires"
 if [[ -f "$CACHE/site/.recipe" && "$(cat "$CACHE/site/.recipe")" == "$site_recipe" ]]; then
     say "site: cached ($CACHE/site)"
 else
-    say "site: installing the runtime's aarch64 wheels into $CACHE/site (downloads ~80 MB)"
+    say "site: installing the runtime's aarch64 wheels into $CACHE/site (downloads them from PyPI)"
     rm -rf "$CACHE/site.tmp"
     # The wheel itself with its dependencies, as `pip install mnist-edge` on the device would.
     "${pip_arm[@]}" --target "$CACHE/site.tmp" "$wheel" >>"$CACHE/pip.log" 2>&1 \
