@@ -12,6 +12,7 @@ The artifacts are copied to a scratch folder first: verify records its results i
 and an emulated partial run must not overwrite the ones beside the real artifacts.
 
 Exit codes: 0 every check passed, 1 a check failed, 2 the tools or the artifacts are missing.
+Options it does not know go to `mnist-edge verify` (for example `--min-agreement int8=98.5`).
 Prints a summary; --json writes every number. Library-free on purpose: it drives the CLI as a user
 would (and the host's numpy/Pillow only draw the picture).
 """
@@ -280,10 +281,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cpu", default=DEFAULT_CPU, help="qemu CPU model (cortex-a76: a Pi 5's)")
     parser.add_argument("--json", type=Path, help="write the report here")
     parser.add_argument("--no-build", action="store_true", help="use the root as it is")
-    parser.add_argument(
-        "override", nargs="*", default=[], help="verify options after --, e.g. --min-agreement"
-    )
-    args = parser.parse_args(argv)
+    # Any other option goes to mnist-edge verify, e.g. --min-agreement int8=98.5.
+    args, overrides = parser.parse_known_args(argv)
     lacking = missing_tools()
     if lacking:
         print(f"arm: {', '.join(lacking)} not installed: run `make arm-tools`", file=sys.stderr)
@@ -295,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     report = check(
-        args.folder, limit=args.limit or None, cpu=args.cpu, overrides=args.override, build=not args.no_build
+        args.folder, limit=args.limit or None, cpu=args.cpu, overrides=overrides, build=not args.no_build
     )
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
