@@ -406,13 +406,15 @@ def _assert_crash_safe(name: str, figures: dict[str, Any]) -> None:
 EXPORT_ARGS = ["--format", "all", "--quantize", "all", "--no-verify", "--calibration-samples", "100"]
 ARTIFACTS = [f"model.{p}.{f}" for f, p in (("tflite", "fp32"), ("tflite", "fp16"), ("tflite", "dynamic"))]
 ARTIFACTS += ["model.int8.tflite", "model.fp32.onnx", "model.int8.onnx"]
+#: Every file export leaves: the artifacts and the device bundle (manifests apart).
+EXPORT_FILES = [*ARTIFACTS, "model.bundle.npz"]
 
 
 @pytest.mark.slow
 def test_sigkill_during_export_never_leaves_a_partial_file(zygotes, tiny_model_path, tmp_path):
     def make_check(folders: list[Path]) -> Check:
         # The converters are deterministic: a complete artifact is the first reference run's bytes.
-        reference = {name: (folders[0] / name).read_bytes() for name in ARTIFACTS}
+        reference = {name: (folders[0] / name).read_bytes() for name in EXPORT_FILES}
         digests = {name: sha256_file(folders[0] / name) for name in ARTIFACTS}
 
         def check(folder: Path) -> tuple[int, list[str]]:
@@ -438,7 +440,7 @@ def test_sigkill_during_export_never_leaves_a_partial_file(zygotes, tiny_model_p
         lambda out: ["export", "--model", str(tiny_model_path), "--out", str(out), *EXPORT_ARGS],
         tmp_path,
         make_check,
-        [*ARTIFACTS, *(f"{name}.json" for name in ARTIFACTS)],
+        [*EXPORT_FILES, *(f"{name}.json" for name in ARTIFACTS)],
     )
     _assert_crash_safe("export SIGKILL", figures)
 
