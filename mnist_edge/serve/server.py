@@ -1,0 +1,134 @@
+"""Run the app with uvicorn: load the model, bind, answer until SIGTERM or Ctrl-C.
+
+One process, one event loop (uvloop and the httptools parser when installed, which the ``serve``
+extra brings) and a small thread pool for decoding and inference, all sharing one classifier. On
+SIGTERM/SIGINT uvicorn stops accepting connections, answers the requests in flight, then the
+app's pool is drained.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import socket
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from mnist_edge.errors import MnistEdgeError
+
+__all__ = ["ServeConfig", "exposure_warning", "load_model", "run"]
+
+#: How long a shutdown waits for requests in flight before it closes their connections.
+GRACEFUL_SECONDS = 30
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    model: Path
+    host: str = "127.0.0.1"
+    port: int = 8000
+    name: str = "mnist"
+    threads: int = 2
+    max_body: int = 16 << 20
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "model": str(self.model)}
+
+
+def require_serve_extra() -> None:
+    """A one-line error instead of an ImportError when the ``serve`` extra is missing."""
+    import importlib.util
+
+    missing = [m for m in ("starlette", "uvicorn") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise MnistEdgeError(f"serving needs {' and '.join(missing)}: pip install 'mnist-edge[serve]'")
+
+
+def exposure_warning(host: str) -> str | None:
+    """What to tell the user when ``host`` makes the server reachable from other machines."""
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:  # a host name: it may resolve to anything
+        return None if host == "localhost" else f"{host} may be reachable from other machines"
+    if address.is_loopback:
+        return None
+    where = "every network interface" if address.is_unspecified else host
+    return (
+        f"listening on {where}: anyone who can reach this machine can use the model "
+        "(there is no authentication); use --host 127.0.0.1 to keep it local"
+    )
+
+
+def load_model(path: Path, threads: int = 1) -> Any:
+    """Load ``path`` as ``mnist-edge predict`` does: hash gate and pre-checks, and a file without
+    a manifest is tried in an isolated child process first."""
+    from mnist_edge.manifest import read_manifest
+    from mnist_edge.runtime import load
+
+    return load(path, threads=threads, isolate=read_manifest(path) is None and path.suffix != ".keras")
+
+
+def run(
+    config: ServeConfig,
+    *,
+    classifier: Any = None,
+    announce: Callable[[str], None] = print,
+) -> None:
+    """Serve until stopped. ``classifier`` defaults to loading ``config.model``."""
+    require_serve_extra()
+    import uvicorn
+
+    from mnist_edge.serve.app import create_app
+
+    if not 0 <= config.port <= 65535:
+        raise MnistEdgeError(f"--port must be 0..65535, got {config.port}")
+    if classifier is None:
+        classifier = load_model(config.model)
+    app = create_app(classifier, name=config.name, threads=config.threads, max_body=config.max_body)
+    uv_config = uvicorn.Config(
+        app,
+        host=config.host,
+        port=config.port,
+        loop="auto",  # uvloop when installed
+        http="auto",  # httptools when installed
+        lifespan="on",
+        access_log=False,
+        log_level="warning",
+        server_header=False,
+        timeout_graceful_shutdown=GRACEFUL_SECONDS,
+        # Slow or idle clients hold a connection, not a thread; close idle keep-alives soon.
+        timeout_keep_alive=5,
+    )
+    sock = _bind(config.host, config.port)
+    port = sock.getsockname()[1]
+    host = f"[{config.host}]" if ":" in config.host else config.host
+    announce(
+        f"serving {config.model.name} ({classifier.backend}, {classifier.precision}) as "
+        f"{config.name!r} on http://{host}:{port}/  (Ctrl-C to stop)"
+    )
+    logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
+    uvicorn.Server(uv_config).run(sockets=[sock])
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """A bound socket (uvicorn listens on it): a bind failure is one clear error, and port 0
+    gets a free port that can be announced."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise MnistEdgeError(f"cannot listen on {host!r}: {exc.strerror or exc}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise MnistEdgeError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc} (is another server using the port?)"
+        ) from None
+    sock.set_inheritable(True)
+    return sock
