@@ -88,7 +88,10 @@ def model_metadata(name: str, platform: str) -> dict[str, Any]:
 def strict_json(data: bytes | str, what: str = "the body") -> Any:
     """``json.loads`` that refuses what Python accepts but JSON does not (NaN, Infinity) and
     what would only cost us (deep nesting), as a 400 that says where the parser stopped."""
-    text = data.decode("utf-8") if isinstance(data, bytes) else data
+    try:
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+    except UnicodeDecodeError:
+        raise ApiError(400, f"{what} is not UTF-8 JSON") from None
     if _nesting(text) > MAX_JSON_DEPTH:
         raise ApiError(400, f"{what} nests JSON deeper than {MAX_JSON_DEPTH} levels")
     try:
@@ -116,9 +119,10 @@ def parse_request(body: bytes, header_length: str | None) -> InferRequest:
         body, binary = body[:size], body[size:]
     try:
         request = strict_json(body, "the inference request")
-    except UnicodeDecodeError:
-        hint = "" if header_length else " (binary tensors need the Inference-Header-Content-Length header)"
-        raise ApiError(400, f"the inference request is not UTF-8 JSON{hint}") from None
+    except ApiError as exc:
+        if header_length is None and exc.status == 400:
+            exc.message += " (binary tensors need the Inference-Header-Content-Length header)"
+        raise
     if not isinstance(request, dict):
         raise ApiError(400, "the inference request must be a JSON object with an 'inputs' list")
     request_id = request.get("id")
