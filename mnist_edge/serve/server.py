@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import signal
 import socket
+import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -84,6 +86,7 @@ def run(
 
     if not 0 <= config.port <= 65535:
         raise MnistEdgeError(f"--port must be 0..65535, got {config.port}")
+    owned = classifier is None
     if classifier is None:
         classifier = load_model(config.model)
     app = create_app(classifier, name=config.name, threads=config.threads, max_body=config.max_body)
@@ -109,7 +112,28 @@ def run(
         f"{config.name!r} on http://{host}:{port}/  (Ctrl-C to stop)"
     )
     logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
-    uvicorn.Server(uv_config).run(sockets=[sock])
+    # uvicorn stops on SIGINT/SIGTERM once every request in flight is answered, then raises the
+    # signal again for whoever handled it before: here, a normal return (exit code 0).
+    main = threading.current_thread() is threading.main_thread()  # signals reach the main thread only
+    previous = signal.signal(signal.SIGTERM, _stopped) if main else None
+    try:
+        uvicorn.Server(uv_config).run(sockets=[sock])
+    except (_Stopped, KeyboardInterrupt):
+        pass
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
+        sock.close()
+        if owned:
+            classifier.close()
+
+
+class _Stopped(Exception):
+    """SIGTERM arrived (and uvicorn has shut down gracefully)."""
+
+
+def _stopped(_signum: int, _frame: object) -> None:
+    raise _Stopped
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -125,6 +149,9 @@ def _bind(host: str, port: int) -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
+        # Listening before the announcement: a client that reads it and connects at once is
+        # queued by the kernel while the app starts, not refused.
+        sock.listen(2048)
     except OSError as exc:
         sock.close()
         raise MnistEdgeError(
