@@ -28,13 +28,14 @@ _LISTENING = re.compile(r"on http://(\[[^\]]+\]|[^:/\s]+):(\d+)/")
 
 
 class ServerProcess:
-    """``mnist-edge serve`` in a child process on ``host``, on a free port unless ``port`` is given."""
+    """``mnist-edge serve`` in a child process on ``host`` (None: the command's default), on a
+    free port unless ``port`` is given."""
 
     def __init__(
         self,
         model: str | os.PathLike[str],
         *,
-        host: str = "127.0.0.1",
+        host: str | None = "127.0.0.1",
         port: int = 0,
         options: Sequence[str] = (),
         timeout: float = 60.0,
@@ -45,8 +46,7 @@ class ServerProcess:
             "mnist_edge",
             "serve",
             str(Path(model)),
-            "--host",
-            host,
+            *(["--host", host] if host is not None else []),
             "--port",
             str(port),
             *options,

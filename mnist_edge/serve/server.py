@@ -41,11 +41,13 @@ class ServeConfig:
 
 def require_serve_extra() -> None:
     """A one-line error instead of an ImportError when the ``serve`` extra is missing."""
-    import importlib.util
-
-    missing = [m for m in ("starlette", "uvicorn") if importlib.util.find_spec(m) is None]
-    if missing:
-        raise MnistEdgeError(f"serving needs {' and '.join(missing)}: pip install 'mnist-edge[serve]'")
+    try:
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as exc:
+        raise MnistEdgeError(
+            f"serving needs {exc.name or 'the serve extra'}: pip install 'mnist-edge[serve]'"
+        ) from None
 
 
 def exposure_warning(host: str) -> str | None:
