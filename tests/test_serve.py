@@ -455,3 +455,38 @@ def test_page_ships_in_the_package():
     from importlib import resources
 
     assert (resources.files("mnist_edge.serve") / "static" / "index.html").is_file()
+
+
+# --------------------------------------------------------------------------- the command
+
+
+@pytest.mark.parametrize(
+    "args,words",
+    [
+        (["nope.tflite"], "does not exist"),
+        (["MODEL", "--host", "256.1.1.1"], "cannot listen"),
+        (["MODEL", "--port", "70000"], "65535"),
+        (["MODEL", "--threads", "0"], "threads"),
+    ],
+)
+def test_serve_command_mistakes_are_one_line_and_exit_2(exported, tmp_path, args, words):
+    from typer.testing import CliRunner
+
+    from mnist_edge.cli import app
+
+    model = str(exported[("tflite", "int8")].path)
+    args = [model if a == "MODEL" else str(tmp_path / a) if a.endswith(".tflite") else a for a in args]
+    result = CliRunner().invoke(app, ["serve", *args])
+    assert result.exit_code == 2, result.output
+    assert words in result.output + result.stderr
+    assert "Traceback" not in result.output + result.stderr
+
+
+def test_exposure_warning_only_for_addresses_other_machines_reach():
+    from mnist_edge.serve import exposure_warning
+
+    for local in ("127.0.0.1", "::1", "localhost", "127.0.0.2"):
+        assert exposure_warning(local) is None
+    assert "every network interface" in exposure_warning("0.0.0.0")
+    assert "every network interface" in exposure_warning("::")
+    assert "192.168.1.5" in exposure_warning("192.168.1.5")

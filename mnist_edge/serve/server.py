@@ -9,10 +9,10 @@ app's pool is drained.
 from __future__ import annotations
 
 import ipaddress
-import logging
 import signal
 import socket
 import threading
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -88,6 +88,11 @@ def run(
 
     if not 0 <= config.port <= 65535:
         raise MnistEdgeError(f"--port must be 0..65535, got {config.port}")
+    # Pillow warns of pictures over ~89 M pixels as it opens them; images.load_image refuses
+    # them anyway (its limit is lower), so in a server the warning would only fill the log.
+    from PIL import Image
+
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
     owned = classifier is None
     if classifier is None:
         classifier = load_model(config.model)
@@ -100,6 +105,9 @@ def run(
         http="auto",  # httptools when installed
         lifespan="on",
         access_log=False,
+        # No logging set-up of uvicorn's own (handlers bound to the stderr of the moment): its
+        # warnings (a malformed HTTP request, say) reach stderr through Python's last-resort handler.
+        log_config=None,
         log_level="warning",
         server_header=False,
         timeout_graceful_shutdown=GRACEFUL_SECONDS,
@@ -113,7 +121,6 @@ def run(
         f"serving {config.model.name} ({classifier.backend}, {classifier.precision}) as "
         f"{config.name!r} on http://{host}:{port}/  (Ctrl-C to stop)"
     )
-    logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
     # uvicorn stops on SIGINT/SIGTERM once every request in flight is answered, then raises the
     # signal again for whoever handled it before: here, a normal return (exit code 0).
     main = threading.current_thread() is threading.main_thread()  # signals reach the main thread only
