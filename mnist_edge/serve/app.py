@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import json
 import logging
 import re
 import time
@@ -25,6 +24,7 @@ from importlib import resources
 from typing import Any
 
 import numpy as np
+import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -91,7 +91,7 @@ class _Api:
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="mnist-edge-infer")
         self.page_body, self.page_headers = _page()
         platform = {"tflite": "tflite_tflite", "onnx": "onnxruntime_onnx"}.get(classifier.format, "keras")
-        self.metadata = json.dumps(oip.model_metadata(name, platform)).encode()
+        self.metadata = orjson.dumps(oip.model_metadata(name, platform))
 
     @asynccontextmanager
     async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
@@ -146,7 +146,8 @@ class _Api:
     def _predict(self, body: bytes, kind: str, invert: bool | None) -> bytes:
         digit = inputs.pixels_digit(body) if kind == _JSON else inputs.picture_digit(body, invert)
         probabilities = self.classifier.predict_proba(digit[np.newaxis])[0]
-        return json.dumps(inputs.answer(digit, probabilities, self.classifier.class_names)).encode()
+        answer = inputs.answer(digit, probabilities, self.classifier.class_names)
+        return orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY)
 
     async def infer(self, request: Request) -> Response:
         started = time.perf_counter()
