@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import write_result
+from _common import RESULTS, write_result
 
 from mnist_edge.data import load_mnist_data
 from mnist_edge.serve.process import ServerProcess
@@ -230,11 +230,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--barrage", type=int, default=1200, help="malformed requests (default 1,200)")
     parser.add_argument("--rounds", type=int, default=30, help="batch requests per encoding (default 30)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave the results JSON alone")
+    parser.add_argument("--table", action="store_true", help="print the README table of the last results")
     args = parser.parse_args(argv)
+    if args.table:
+        print(readme_table(json.loads((RESULTS / "serve_load.json").read_text())))
+        return 0
 
     client = args.client
     if client == "auto":
         client = "wrk" if shutil.which("wrk") else "aiohttp"
+    load_average = [round(v, 2) for v in os.getloadavg()]  # before our own server and client add to it
     data = load_mnist_data(log=lambda _msg: None)
     digits = data.x_test[:256]
     loads: dict[str, Any] = {}
@@ -288,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         "client": client,
         "connections": args.connections,
         "duration_s": args.duration,
-        "load_average_start": [round(v, 2) for v in os.getloadavg()],
+        "load_average_start": load_average,
         "load": loads,
         "batch": batches,
         "barrage": abuse,
@@ -297,6 +302,39 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_write:
         write_result("serve_load", payload)
     return 0 if all(t["met"] for t in targets.values()) else 1
+
+
+def readme_table(result: dict[str, Any]) -> str:
+    """The README's table: one row per run, the figures the targets are about."""
+    load, batch, abuse = result["load"], result["batch"], result["barrage"]
+    rows = [
+        "| run | requests | requests/s | p50 | p99 | 5xx (load runs: any non-2xx) | lost |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    clients = f"{result['connections']} clients, {result['duration_s']:g} s"
+    for name, label in (("png", "PNG digits to `/predict`"), ("json", "JSON pixels to `/predict`")):
+        run = load[name]
+        failed = run.get("non_2xx", run.get("errors_5xx"))  # wrk counts every answer that is not 2xx
+        rows.append(
+            f"| {label}, {clients} | {run['requests']:,} | {run['requests_per_s']:,.0f} | "
+            f"{run['p50_ms']:.1f} ms | {run['p99_ms']:.1f} ms | {failed} | {run['lost']} |"
+        )
+    for name, label in (("binary", "binary tensors"), ("json", "JSON tensors")):
+        run = batch[name]
+        answered = sum(run["statuses"].values())
+        failed = answered - run["statuses"].get("200", 0)
+        rows.append(
+            f"| Open Inference Protocol, {run['images']:,} digits in one request, {label} "
+            f"({run['request_bytes'] / 2**20:.1f} MiB) | {run['requests']} | - | "
+            f"server {run['server_p50_ms']:.1f} ms (client {run['client_p50_ms']:.1f}) | "
+            f"server {run['server_p99_ms']:.1f} ms | {failed} | {run['requests'] - answered} |"
+        )
+    statuses = ", ".join(f"{k}: {v}" for k, v in abuse["statuses"].items())
+    rows.append(
+        f"| barrage: {abuse['requests']:,} malformed requests of {abuse['kinds']} kinds ({statuses}) | "
+        f"{abuse['requests']:,} | - | - | - | {abuse['errors_5xx']} | {abuse['lost']} |"
+    )
+    return "\n".join(rows)
 
 
 def _rss_mib(pid: int) -> float | None:
