@@ -36,13 +36,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import RESULTS, write_result
+from _common import RESULTS, ROOT, write_result
 
 from mnist_edge.data import load_mnist_data
 from mnist_edge.serve.process import ServerProcess
 
 TARGETS = {"png_rps": 1000.0, "png_p99_ms": 50.0, "batch_server_ms": 50.0}
 BATCH = 1024
+_MARKERS = ("<!-- serve-results:start -->", "<!-- serve-results:end -->")
 
 
 # --------------------------------------------------------------------------- bodies
@@ -231,9 +232,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=30, help="batch requests per encoding (default 30)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave the results JSON alone")
     parser.add_argument("--table", action="store_true", help="print the README table of the last results")
+    parser.add_argument("--update-readme", action="store_true", help="write that table into README.md")
     args = parser.parse_args(argv)
-    if args.table:
-        print(readme_table(json.loads((RESULTS / "serve_load.json").read_text())))
+    if args.table or args.update_readme:
+        table = readme_table(json.loads((RESULTS / "serve_load.json").read_text()))
+        if args.update_readme:
+            readme = ROOT / "README.md"
+            text = readme.read_text()
+            start, end = text.index(_MARKERS[0]) + len(_MARKERS[0]), text.index(_MARKERS[1])
+            readme.write_text(text[:start] + "\n" + table + "\n" + text[end:])
+        print(table)
         return 0
 
     client = args.client
