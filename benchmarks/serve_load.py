@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import io
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -36,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import RESULTS, ROOT, write_result
+from _common import RESULTS, ROOT, load_average, write_result
 
 from mnist_edge.data import load_mnist_data
 from mnist_edge.serve.process import ServerProcess
@@ -247,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     client = args.client
     if client == "auto":
         client = "wrk" if shutil.which("wrk") else "aiohttp"
-    load_average = [round(v, 2) for v in os.getloadavg()]  # before our own server and client add to it
+    load_at_start = load_average()  # before our own server and client add to it
     data = load_mnist_data(log=lambda _msg: None)
     digits = data.x_test[:256]
     loads: dict[str, Any] = {}
@@ -301,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
         "client": client,
         "connections": args.connections,
         "duration_s": args.duration,
-        "load_average_start": load_average,
+        "load_average_start": load_at_start,
         "load": loads,
         "batch": batches,
         "barrage": abuse,
