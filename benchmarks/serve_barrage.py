@@ -60,7 +60,7 @@ def _png_real_bomb() -> bytes:
     return buffer.getvalue()
 
 
-def malformed_requests(count: int, *, seed: int = 0, limit: int = 16 << 20) -> list[Malformed]:
+def malformed_requests(count: int, *, limit: int, seed: int = 0) -> list[Malformed]:
     """``count`` malformed requests, cycling through every kind (at least one of each)."""
     rng = random.Random(seed)
     digit = np.zeros((28, 28), np.uint8)

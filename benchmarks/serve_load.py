@@ -38,6 +38,7 @@ import numpy as np
 from _common import RESULTS, ROOT, load_average, write_result
 
 from mnist_edge.data import load_mnist_data
+from mnist_edge.serve import DEFAULT_MAX_BODY
 from mnist_edge.serve.process import ServerProcess
 
 TARGETS = {"png_rps": 1000.0, "png_p99_ms": 50.0, "batch_server_ms": 50.0}
@@ -273,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, stats in batches.items():
             server_ms, client_ms = stats["server_p50_ms"], stats["client_p50_ms"]
             print(f"batch {BATCH} {name}: server p50 {server_ms} ms, client p50 {client_ms} ms")
-        requests = malformed_requests(args.barrage, seed=0, limit=16 << 20)
+        requests = malformed_requests(args.barrage, seed=0, limit=DEFAULT_MAX_BODY)
         abuse = asyncio.run(barrage(server.url, requests))
         abuse["rss_mib_start"], abuse["rss_mib_end"] = rss_start, _rss_mib(server.pid)
         abuse["alive_after"] = server.alive()

@@ -490,3 +490,33 @@ def test_exposure_warning_only_for_addresses_other_machines_reach():
     assert "every network interface" in exposure_warning("0.0.0.0")
     assert "every network interface" in exposure_warning("::")
     assert "192.168.1.5" in exposure_warning("192.168.1.5")
+
+
+# --------------------------------------------------------------------------- the memory budget
+
+
+def test_memory_budget_makes_requests_wait_rather_than_fail():
+    import asyncio
+
+    from mnist_edge.serve.app import MemoryBudget
+
+    async def scenario() -> list[str]:
+        budget = MemoryBudget(100)
+        events: list[str] = []
+
+        async def request(name: str, size: int, hold: float) -> None:
+            async with budget.reserve(size):
+                events.append(f"{name} in")
+                await asyncio.sleep(hold)
+            events.append(f"{name} out")
+
+        first = asyncio.create_task(request("a", 60, 0.2))
+        await asyncio.sleep(0.05)
+        second = asyncio.create_task(request("b", 60, 0))  # does not fit beside a: waits
+        third = asyncio.create_task(request("c", 30, 0))  # fits: goes first
+        await asyncio.gather(first, second, third)
+        assert budget.free == 100
+        return events
+
+    events = asyncio.run(scenario())
+    assert events.index("c in") < events.index("a out") < events.index("b in")

@@ -20,6 +20,7 @@ import pytest
 pytest.importorskip("uvicorn", reason="the serve extra is not installed: pip install -e '.[serve]'")
 
 from mnist_edge.runtime import load
+from mnist_edge.serve import DEFAULT_MAX_BODY
 from mnist_edge.serve.process import ServerProcess
 
 pytestmark = pytest.mark.slow
@@ -103,7 +104,7 @@ def test_barrage_of_malformed_requests_gets_only_4xx(server):
         from serve_barrage import barrage, malformed_requests
     finally:
         sys.path.remove(str(BENCHMARKS))
-    requests = malformed_requests(300, seed=1, limit=16 << 20)
+    requests = malformed_requests(300, seed=1, limit=DEFAULT_MAX_BODY)
     report = asyncio.run(barrage(server.url, requests))
     assert report["kinds"] >= 20
     assert report["errors_5xx"] == 0, report["by_kind"]

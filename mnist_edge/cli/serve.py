@@ -10,6 +10,7 @@ import typer
 
 from mnist_edge.cli.app import command
 from mnist_edge.cli.render import console, err_console, native_stderr_silenced
+from mnist_edge.serve.server import DEFAULT_MAX_BODY, DEFAULT_THREADS
 
 
 @command(name="serve")
@@ -22,10 +23,12 @@ def serve_cmd(
     name: Annotated[
         str, typer.Option(help="The model's name in the Open Inference Protocol's URLs.")
     ] = "mnist",
-    threads: Annotated[int, typer.Option(min=1, help="Threads that decode requests and run the model.")] = 2,
+    threads: Annotated[
+        int, typer.Option(min=1, help="Threads that decode requests and run the model.")
+    ] = DEFAULT_THREADS,
     max_body_mib: Annotated[
         float, typer.Option("--max-body", min=0.001, help="Largest request body, in MiB (413 past it).")
-    ] = 16,
+    ] = DEFAULT_MAX_BODY / 2**20,
 ) -> None:
     """Serve a model over HTTP: a draw-a-digit page at /, POST /predict, and the Open Inference
     Protocol (KServe V2 REST, with Triton's binary tensors) under /v2. Stop with Ctrl-C or SIGTERM:

@@ -14,14 +14,34 @@ from __future__ import annotations
 
 from typing import Any
 
-from mnist_edge.serve.server import ServeConfig, exposure_warning, load_model, require_serve_extra, run
+from mnist_edge.serve.server import (
+    DEFAULT_MAX_BODY,
+    DEFAULT_THREADS,
+    ServeConfig,
+    exposure_warning,
+    load_model,
+    require_serve_extra,
+    run,
+)
 
-__all__ = ["ServeConfig", "create_app", "exposure_warning", "load_model", "require_serve_extra", "run"]
+__all__ = [
+    "DEFAULT_MAX_BODY",
+    "DEFAULT_THREADS",
+    "ServeConfig",
+    "create_app",
+    "exposure_warning",
+    "load_model",
+    "require_serve_extra",
+    "run",
+]
 
 
-def create_app(classifier: Any, **options: Any) -> Any:
-    """The ASGI app for ``classifier``; see :func:`mnist_edge.serve.app.create_app`."""
+def create_app(
+    classifier: Any, *, name: str = "mnist", threads: int = DEFAULT_THREADS, max_body: int = DEFAULT_MAX_BODY
+) -> Any:
+    """The ASGI app serving ``classifier`` (a loaded :class:`~mnist_edge.runtime.Classifier`) as
+    ``name``, for any ASGI server; see :func:`mnist_edge.serve.app.create_app`."""
     require_serve_extra()
     from mnist_edge.serve.app import create_app as _create_app
 
-    return _create_app(classifier, **options)
+    return _create_app(classifier, name=name, threads=threads, max_body=max_body)

@@ -36,23 +36,25 @@ from mnist_edge.errors import MnistEdgeError
 from mnist_edge.serve import inputs, oip
 from mnist_edge.serve.oip import ApiError
 
-__all__ = ["DEFAULT_MAX_BODY", "create_app"]
+__all__ = ["create_app"]
 
 log = logging.getLogger("mnist_edge.serve")
 
-#: Bodies over this are refused with 413: a JSON batch of 1,024 digits is about 3.7 MB.
-DEFAULT_MAX_BODY = 16 << 20
 _JSON = "application/json"
 _BINARY = "application/octet-stream"
 _ENCODINGS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+#: Bodies held in memory at once, in units of the body limit: past it, requests wait their turn.
+BODIES_IN_MEMORY = 8
+#: A body that takes longer than this to arrive is a 408 (a slow sender holds memory).
+BODY_SECONDS = 60.0
 
 
 def create_app(
     classifier: Any,
     *,
-    name: str = "mnist",
-    threads: int = 2,
-    max_body: int = DEFAULT_MAX_BODY,
+    name: str,
+    threads: int,
+    max_body: int,
 ) -> Starlette:
     """The app serving ``classifier`` (a loaded :class:`~mnist_edge.runtime.Classifier`) as ``name``.
 
@@ -88,6 +90,7 @@ class _Api:
         self.classifier = classifier
         self.name = name
         self.max_body = max_body
+        self.budget = MemoryBudget(BODIES_IN_MEMORY * max_body)
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="mnist-edge-infer")
         self.page_body, self.page_headers = _page()
         platform = {"tflite": "tflite_tflite", "onnx": "onnxruntime_onnx"}.get(classifier.format, "keras")
@@ -139,8 +142,8 @@ class _Api:
             accepted = ", ".join((*inputs.PICTURE_TYPES, _JSON))
             raise ApiError(415, f"POST /predict takes {accepted}, not {kind or 'nothing'!r}")
         invert = _flag(request.query_params.get("invert"), "invert")
-        body = await self._body(request)
-        payload = await self._offload(self._predict, body, kind, invert)
+        async with self._body(request) as body:
+            payload = await self._offload(self._predict, body, kind, invert)
         return _timed(Response(payload, media_type=_JSON), started)
 
     def _predict(self, body: bytes, kind: str, invert: bool | None) -> bytes:
@@ -157,8 +160,8 @@ class _Api:
         if kind not in ("", _JSON, _BINARY):
             raise ApiError(415, f"POST infer takes {_JSON} (or {_BINARY} with binary tensors), not {kind!r}")
         header_length = request.headers.get("inference-header-content-length")
-        body = await self._body(request)
-        payload, json_length = await self._offload(self._infer, body, header_length)
+        async with self._body(request) as body:
+            payload, json_length = await self._offload(self._infer, body, header_length)
         response = Response(payload, media_type=_JSON if json_length is None else _BINARY)
         if json_length is not None:
             response.headers["Inference-Header-Content-Length"] = str(json_length)
@@ -176,12 +179,33 @@ class _Api:
         except MnistEdgeError as exc:  # InputError: a picture without a digit, pixels out of range
             raise ApiError(422, str(exc)) from None
 
-    async def _body(self, request: Request) -> bytes:
-        """The body, refused with 413 as soon as it is known to pass the limit."""
+    @asynccontextmanager
+    async def _body(self, request: Request) -> AsyncIterator[bytes]:
+        """The body, refused with 413 as soon as it is known to pass the limit. Its size (the
+        limit when undeclared) is taken from the memory budget until the request is done."""
         declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body:
+        size = int(declared) if declared is not None and declared.isdigit() else None
+        if size is not None and size > self.max_body:
             limit = self.max_body
-            raise ApiError(413, f"the body is {int(declared):,} bytes, over this server's limit of {limit:,}")
+            raise ApiError(413, f"the body is {size:,} bytes, over this server's limit of {limit:,}")
+        encoding = request.headers.get("content-encoding", "identity").strip().lower()
+        if encoding != "identity" and encoding not in _ENCODINGS:
+            accepted = "gzip, deflate or none"
+            raise ApiError(415, f"Content-Encoding {encoding[:40]!r} is not accepted: send {accepted}")
+        # A compressed body may inflate up to the limit: it reserves that much more.
+        reserved = (self.max_body if size is None else size) + (
+            self.max_body if encoding != "identity" else 0
+        )
+        async with self.budget.reserve(reserved):
+            try:
+                body = await asyncio.wait_for(self._read(request), BODY_SECONDS)
+            except asyncio.TimeoutError:
+                raise ApiError(408, f"the body did not arrive within {BODY_SECONDS:g} s") from None
+            if encoding != "identity":
+                body = await self._offload(_inflate, body, _ENCODINGS[encoding], self.max_body)
+            yield body
+
+    async def _read(self, request: Request) -> bytes:
         chunks: list[bytes] = []
         size = 0
         async for chunk in request.stream():
@@ -189,14 +213,32 @@ class _Api:
             if size > self.max_body:
                 raise ApiError(413, f"the body passes this server's limit of {self.max_body:,} bytes")
             chunks.append(chunk)
-        body = b"".join(chunks)
-        encoding = request.headers.get("content-encoding", "identity").strip().lower()
-        if encoding == "identity":
-            return body
-        if encoding not in _ENCODINGS:
-            accepted = "gzip, deflate or none"
-            raise ApiError(415, f"Content-Encoding {encoding[:40]!r} is not accepted: send {accepted}")
-        return await self._offload(_inflate, body, _ENCODINGS[encoding], self.max_body)
+        return b"".join(chunks)
+
+
+class MemoryBudget:
+    """Bytes that request bodies may hold at once. A request reserves its whole size before it
+    reads a byte, so waiting requests hold nothing and can never block each other half-way."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.free = total
+        self._changed: asyncio.Condition | None = None  # made in the server's event loop
+
+    @asynccontextmanager
+    async def reserve(self, size: int) -> AsyncIterator[None]:
+        size = min(size, self.total)
+        if self._changed is None:
+            self._changed = asyncio.Condition()
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.free >= size)
+            self.free -= size
+        try:
+            yield
+        finally:
+            async with self._changed:
+                self.free += size
+                self._changed.notify_all()
 
 
 def _inflate(body: bytes, wbits: int, limit: int) -> bytes:

@@ -20,10 +20,14 @@ from typing import Any
 
 from mnist_edge.errors import MnistEdgeError
 
-__all__ = ["ServeConfig", "exposure_warning", "load_model", "run"]
+__all__ = ["DEFAULT_MAX_BODY", "DEFAULT_THREADS", "ServeConfig", "exposure_warning", "load_model", "run"]
 
 #: How long a shutdown waits for requests in flight before it closes their connections.
 GRACEFUL_SECONDS = 30
+#: Bodies over this are refused with 413: a JSON batch of 1,024 digits is about 2.5 MiB.
+DEFAULT_MAX_BODY = 16 << 20
+#: Threads that decode requests and run the model.
+DEFAULT_THREADS = 2
 
 
 @dataclass(frozen=True)
@@ -32,8 +36,8 @@ class ServeConfig:
     host: str = "127.0.0.1"
     port: int = 8000
     name: str = "mnist"
-    threads: int = 2
-    max_body: int = 16 << 20
+    threads: int = DEFAULT_THREADS
+    max_body: int = DEFAULT_MAX_BODY
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "model": str(self.model)}
