@@ -27,7 +27,7 @@ import numpy as np
 import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -208,11 +208,14 @@ class _Api:
     async def _read(self, request: Request) -> bytes:
         chunks: list[bytes] = []
         size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > self.max_body:
-                raise ApiError(413, f"the body passes this server's limit of {self.max_body:,} bytes")
-            chunks.append(chunk)
+        try:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > self.max_body:
+                    raise ApiError(413, f"the body passes this server's limit of {self.max_body:,} bytes")
+                chunks.append(chunk)
+        except ClientDisconnect:  # nobody to answer; not a server error either
+            raise ApiError(400, "the client went away before its body arrived") from None
         return b"".join(chunks)
 
 
