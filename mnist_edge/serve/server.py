@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import signal
 import socket
+import sys
 import threading
 import warnings
 from collections.abc import Callable
@@ -28,6 +29,8 @@ GRACEFUL_SECONDS = 30
 DEFAULT_MAX_BODY = 16 << 20
 #: Threads that decode requests and run the model.
 DEFAULT_THREADS = 2
+#: How long a thread may hold the GIL while another waits for it (Python's default is 5 ms).
+SWITCH_INTERVAL = 0.001
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,10 @@ def run(
     from PIL import Image
 
     warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+    # The event loop needs the GIL for a moment per read and write, while the workers hold it for
+    # most of a picture's decoding and fitting: at Python's default switch interval the loop waits
+    # up to 5 ms each time, and that convoy, not the CPU, bounded throughput.
+    sys.setswitchinterval(SWITCH_INTERVAL)
     owned = classifier is None
     if classifier is None:
         classifier = load_model(config.model)
