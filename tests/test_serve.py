@@ -520,3 +520,19 @@ def test_memory_budget_makes_requests_wait_rather_than_fail():
 
     events = asyncio.run(scenario())
     assert events.index("c in") < events.index("a out") < events.index("b in")
+
+
+@pytest.mark.parametrize(
+    "key", [("tflite", "fp32"), ("tflite", "fp16"), ("tflite", "dynamic"), ("onnx", "fp32"), ("onnx", "int8")]
+)
+def test_every_exported_artifact_serves(exported, digits, key):
+    from mnist_edge.serve import load_model
+
+    x, _ = digits
+    served = load_model(exported[key].path)
+    with TestClient(create_app(served)) as other:
+        meta = other.get("/v2/models/mnist").json()
+        assert meta["platform"] == {"tflite": "tflite_tflite", "onnx": "onnxruntime_onnx"}[key[0]]
+        body = other.post("/v2/models/mnist/infer", json=infer_json(x[:8])).json()
+        labels = {o["name"]: o["data"] for o in body["outputs"]}["label"]
+    assert labels == served.predict(x[:8]).tolist()
