@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast lint install clean arm-tools arm-check
+.PHONY: demo test test-fast lint install clean arm-tools arm-check browser
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,11 @@ install: $(STAMP)
 ## The main job: data -> train -> export -> verify -> benchmark -> artifacts/report.md
 demo: $(STAMP)
 	$(VENV)/bin/mnist-edge pipeline --out artifacts
+
+## Debian's Chromium, for the serve page's browser test (Playwright drives it; its own browser
+## download cannot be used). Root only; the test is skipped, saying why, where it is missing.
+browser:
+	@dpkg -s chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
 
 ## The whole suite, slow end-to-end tests included (what CI runs).
 test: $(STAMP)

@@ -10,6 +10,7 @@ Used by ``mnist-edge predict`` and ``examples/embed.py``; needs Pillow, never Te
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
@@ -58,20 +59,27 @@ def load_npy(path: str | os.PathLike[str]) -> np.ndarray:
     return array
 
 
-def load_image(path: str | os.PathLike[str], *, invert: bool | None = None) -> np.ndarray:
+def load_image(source: str | os.PathLike[str] | bytes, *, invert: bool | None = None) -> np.ndarray:
     """Read a PNG/JPEG of any size and return the digit as MNIST would have it: (28, 28) uint8.
 
+    ``source`` is a file's path, or a file's bytes (an upload: messages then say "the picture").
     ``invert``: True for dark ink on a light background (a drawing, a photo of paper), False for
     light on dark (MNIST's own look), None to decide from the picture's border.
     """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
-    path = Path(path)
-    _check_file(path)
+    if isinstance(source, bytes):
+        path: object = "the picture"
+        if not source:
+            raise InputError("the picture is empty")
+        opened: Path | io.BytesIO = io.BytesIO(source)
+    else:
+        path = opened = Path(source)
+        _check_file(opened)
     try:
         # Pillow refuses > ~179 M pixels itself, and warns above ~89 M (a DecompressionBombWarning
         # that callers may filter); our own, lower limit is checked on the header before decoding.
-        with Image.open(path, formats=["PNG", "JPEG"]) as image:
+        with Image.open(opened, formats=["PNG", "JPEG"]) as image:
             width, height = image.size  # from the header: nothing decoded yet
             if width * height > MAX_IMAGE_PIXELS:
                 raise InputError(

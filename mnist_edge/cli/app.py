@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import typer
+from rich.markup import escape
 
 from mnist_edge.cli.render import err_console
 from mnist_edge.errors import MnistEdgeError
@@ -38,7 +39,8 @@ def _errors_to_exit_codes(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except MnistEdgeError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            # Escaped: messages hold brackets that are not markup, e.g. pip install 'mnist-edge[serve]'.
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             err_console.print("[yellow]interrupted[/]: no partial files were left at final paths")
@@ -60,8 +62,6 @@ def command(target: typer.Typer = app, **kwargs: Any) -> Callable[[F], F]:
 def main() -> None:
     """The ``mnist-edge`` script. Click's own usage errors (an option out of range, a path that cannot
     be read) become one red line and exit code 2, like every other error, instead of a usage box."""
-    from rich.markup import escape
-
     try:
         code = app(standalone_mode=False)
     except typer.TyperException as exc:
