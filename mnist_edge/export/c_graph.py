@@ -31,7 +31,7 @@ import numpy as np
 
 from mnist_edge._mnist import NUM_CLASSES, PIXEL_SCALE, PIXELS
 from mnist_edge.errors import ExportError
-from mnist_edge.runtime.tflite_check import (
+from mnist_edge.runtime.guard.tflite_check import (
     _BUF_DATA,
     _MODEL_BUFFERS,
     _MODEL_OPCODES,

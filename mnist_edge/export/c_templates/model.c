@@ -33,6 +33,7 @@
 #define ALIGNED4
 #endif
 
+${types}
 ${data}
 ${kernels}
 int ${prefix}_infer(const uint8_t pixels[${pixels}], uint8_t probabilities[${classes}]) {

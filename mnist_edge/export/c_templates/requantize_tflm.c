@@ -1,19 +1,3 @@
-/* A fully-connected layer. Weights come in blocks of four rows, each block as groups of four
- * columns (row 0's four bytes, row 1's, row 2's, row 3's), then the remaining columns one at a
- * time for the four rows; rows are padded with zeros to a multiple of four. */
-struct dense {
-    const int8_t *weights;
-    const int32_t *bias;       /* the model's bias minus the input zero point times the row sum */
-    const int32_t *multiplier; /* QuantizeMultiplier(input_scale * filter_scale / output_scale) */
-    const int8_t *shift;
-    uint16_t rows;
-    uint16_t cols;
-    int16_t zero_point; /* of the output */
-    int16_t act_min;    /* clamp of the quantised output */
-    int16_t act_max;
-    int16_t offset; /* stored byte = quantised value + offset */
-};
-
 /* TFLite Micro's reference requantisation (double rounding). */
 static uint8_t requantize(int32_t acc, const struct dense *layer, size_t row) {
     int32_t value = multiply_by_quantized_multiplier(acc, layer->multiplier[row], layer->shift[row]);

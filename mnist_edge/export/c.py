@@ -1,0 +1,316 @@
+"""The C target: dependency-free C99, bit-exact with the int8 ``.tflite`` it is generated from.
+
+:func:`generate` reads the int8 model (:mod:`c_graph` turns it into layers with every constant
+computed) and fills the kernels in ``c_templates/`` with them: ``model.int8.c`` holds the weights
+as ``const`` arrays and one entry function, ``model.int8.h`` declares it::
+
+    int mnist_edge_infer(const uint8_t pixels[784], uint8_t probabilities[10]);
+
+No heap, no libm, no mutable static data (so it is reentrant), working memory on the stack
+(``MNIST_EDGE_STACK_BYTES``). The output is deterministic: the same ``.tflite``, rounding and
+prefix give the same bytes, which is what lets ``verify`` regenerate the C and compare bytes
+before it compiles anything (:mod:`mnist_edge.parity.c_code`).
+
+Two roundings, because the two engines a model runs on round differently:
+
+* ``litert`` (default): bit-exact with what :mod:`mnist_edge.runtime` runs, LiteRT on x86 with
+  its default XNNPACK delegate - float32 requantisation rounding half to even, and the float
+  table softmax;
+* ``tflm``: bit-exact with TensorFlow Lite Micro's reference kernels - gemmlowp's double
+  rounding and its fixed-point softmax; integer arithmetic only (no FPU needed).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from string import Template
+from typing import Any
+
+import numpy as np
+
+from mnist_edge._files import sha256_bytes
+from mnist_edge._mnist import IMAGE_SHAPE, NUM_CLASSES, PIXELS
+from mnist_edge.errors import ExportError
+from mnist_edge.export.c_graph import Dense, Model, Softmax, read_model
+
+__all__ = ["DEFAULT_PREFIX", "DEFAULT_ROUNDING", "ROUNDINGS", "CSource", "check_prefix", "generate"]
+
+#: Rounding name -> the engine the generated C is bit-exact with.
+ROUNDINGS: dict[str, str] = {
+    "litert": "LiteRT int8 on x86 (XNNPACK fully-connected, float-table softmax)",
+    "tflm": "TensorFlow Lite Micro's reference kernels (double rounding, fixed-point softmax)",
+}
+DEFAULT_ROUNDING = "litert"
+DEFAULT_PREFIX = "mnist_edge"
+_PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,39}$")
+#: Words a C99 compiler reserves that a prefix could otherwise spell.
+_KEYWORDS = frozenset(
+    "auto break case char const continue default do double else enum extern float for goto if inline int "
+    "long register restrict return short signed sizeof static struct switch typedef union unsigned void "
+    "volatile while".split()
+)
+_VALUES_PER_LINE = 24
+
+
+@dataclass(frozen=True)
+class CSource:
+    """The generated pair of files and what they cost."""
+
+    c_name: str
+    h_name: str
+    c_text: str
+    h_text: str
+    rounding: str
+    prefix: str
+    macs: int
+    #: Working memory of one call (the activation arena on the stack), bytes.
+    arena_bytes: int
+    #: Bytes of constant data (weights, biases, scales, tables) as emitted.
+    constant_bytes: int
+
+    @property
+    def c_bytes(self) -> bytes:
+        return self.c_text.encode("ascii")
+
+    @property
+    def h_bytes(self) -> bytes:
+        return self.h_text.encode("ascii")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "c": self.c_name,
+            "header": self.h_name,
+            "rounding": self.rounding,
+            "prefix": self.prefix,
+            "macs": self.macs,
+            "arena_bytes": self.arena_bytes,
+            "constant_bytes": self.constant_bytes,
+            "c_sha256": sha256_bytes(self.c_bytes),
+            "header_sha256": sha256_bytes(self.h_bytes),
+        }
+
+
+def check_rounding(rounding: str) -> str:
+    name = rounding.strip().lower()
+    if name not in ROUNDINGS:
+        raise ExportError(f"unknown rounding {rounding!r}: use one of {', '.join(ROUNDINGS)}")
+    return name
+
+
+def check_prefix(prefix: str) -> str:
+    """A C identifier prefix: a letter, then letters, digits or '_' (at most 40), not a keyword."""
+    if not _PREFIX.match(prefix) or prefix in _KEYWORDS:
+        raise ExportError(
+            f"--prefix {prefix!r} is not a usable C name prefix: start with a letter, then letters, "
+            "digits or '_' (at most 40 characters), e.g. --prefix digits"
+        )
+    return prefix
+
+
+def generate(
+    tflite: bytes,
+    *,
+    rounding: str = DEFAULT_ROUNDING,
+    prefix: str = DEFAULT_PREFIX,
+    c_name: str = "model.int8.c",
+    source_name: str = "model.int8.tflite",
+) -> CSource:
+    """The C for the int8 model in ``tflite``; raises :class:`ExportError` for a model or an
+    option the generator cannot honour (naming the operator, type or option)."""
+    rounding, prefix = check_rounding(rounding), check_prefix(prefix)
+    if not c_name.endswith(".c") or "/" in c_name or "\\" in c_name:
+        raise ExportError(f"C file name {c_name!r} must be a plain name ending in .c")
+    model = read_model(tflite)
+    h_name = c_name[:-2] + ".h"
+    macro = prefix.upper()
+    names = {
+        "source_name": source_name,
+        "source_sha256": sha256_bytes(tflite),
+        "header_name": h_name,
+        "prefix": prefix,
+        "macro": macro,
+        "engine": ROUNDINGS[rounding],
+        "pixels": str(PIXELS),
+        "classes": str(NUM_CLASSES),
+    }
+    data, constant_bytes = _data(model, rounding)
+    body, arena = _body(model)
+    c_text = _template("model.c").substitute(
+        names,
+        source_name_c=c_name,
+        rounding=rounding,
+        operators=" -> ".join(model.operators),
+        macs=f"{model.macs:,}",
+        types=_template(f"layer_{rounding}.c").template if _has_dense(model) else "",
+        data=data,
+        kernels=_kernels(model, rounding),
+        body=body,
+    )
+    h_text = _template("header.h").substitute(
+        names,
+        guard=re.sub(r"[^A-Z0-9]", "_", f"{macro}_{h_name.upper()}"),
+        rows=str(IMAGE_SHAPE[0]),
+        cols=str(IMAGE_SHAPE[1]),
+        arena=str(arena),
+    )
+    return CSource(
+        c_name=c_name,
+        h_name=h_name,
+        c_text=c_text,
+        h_text=h_text,
+        rounding=rounding,
+        prefix=prefix,
+        macs=model.macs,
+        arena_bytes=arena,
+        constant_bytes=constant_bytes,
+    )
+
+
+# --------------------------------------------------------------------------- pieces
+
+
+def _template(name: str) -> Template:
+    text = resources.files("mnist_edge.export").joinpath("c_templates", name).read_text(encoding="ascii")
+    return Template(text)
+
+
+def _kernels(model: Model, rounding: str) -> str:
+    parts: list[str] = []
+    if rounding == "tflm":
+        parts.append(_template("fixedpoint_tflm.c").template)
+    if _has_dense(model):
+        parts += [_template(f"requantize_{rounding}.c").template, _template("dense.c").template]
+    for layer in model.layers:
+        if isinstance(layer, Softmax):
+            parts.append(_softmax(layer, rounding))
+            break  # one softmax kernel serves them all: the layer's constants are in its data
+    parts.append(_template("argmax.c").template)
+    return "\n".join(parts)
+
+
+def _has_dense(model: Model) -> bool:
+    return any(isinstance(layer, Dense) for layer in model.layers)
+
+
+def _softmax(layer: Softmax, rounding: str) -> str:
+    if rounding == "litert":
+        return _template("softmax_litert.c").substitute(
+            output_scale=_float(1.0 / 256.0), output_zero_point="-128", output_offset=str(layer.output_offset)
+        )
+    return _template("softmax_tflm.c").substitute(
+        diff_min=str(layer.diff_min),
+        left_shift=str(layer.input_left_shift),
+        multiplier=str(layer.input_multiplier),
+        output_offset=str(layer.output_offset),
+    )
+
+
+def _data(model: Model, rounding: str) -> tuple[str, int]:
+    """The constant arrays and layer descriptors, and their size in bytes."""
+    chunks: list[str] = []
+    total = 0
+    softmaxes = [layer for layer in model.layers if isinstance(layer, Softmax)]
+    if len({layer.table.tobytes() for layer in softmaxes}) > 1 or (
+        rounding == "tflm"
+        and len({(s.input_multiplier, s.input_left_shift, s.diff_min) for s in softmaxes}) > 1
+    ):
+        raise ExportError("the model has softmax layers with different input scales; C supports one")
+    for index, layer in enumerate(model.layers):
+        if isinstance(layer, Dense):
+            text, size = _dense_data(index, layer, rounding)
+        elif rounding == "litert" and index == model.layers.index(softmaxes[0]):
+            text = _array("static const float softmax_table[256]", [_float(v) for v in layer.table.tolist()])
+            size = 4 * 256
+        else:
+            continue
+        chunks.append(text)
+        total += size
+    return "\n".join(chunks), total
+
+
+def _dense_data(index: int, layer: Dense, rounding: str) -> tuple[str, int]:
+    rows = -(-layer.rows // 4) * 4
+    weights = np.zeros((rows, layer.cols), np.int8)
+    weights[: layer.rows] = layer.weights
+    bias = np.zeros(rows, np.int64)
+    bias[: layer.rows] = layer.bias
+    name = f"layer{index}"
+    parts = [
+        _array(f"static const int8_t {name}_weights[{rows * layer.cols}] ALIGNED4", _interleave(weights)),
+        _array(f"static const int32_t {name}_bias[{rows}]", bias.tolist()),
+    ]
+    size = rows * layer.cols + 4 * rows
+    if rounding == "litert":
+        parts.append(_array(f"static const float {name}_scale[{layer.rows}]", map(_float, layer.float_scales)))
+        requant = f"{name}_scale"
+        size += 4 * layer.rows
+    else:
+        parts.append(_array(f"static const int32_t {name}_multiplier[{layer.rows}]", layer.multipliers.tolist()))
+        parts.append(_array(f"static const int8_t {name}_shift[{layer.rows}]", layer.shifts.tolist()))
+        requant = f"{name}_multiplier, {name}_shift"
+        size += 5 * layer.rows
+    parts.append(
+        f"static const struct dense {name} = {{{name}_weights, {name}_bias, {requant}, {layer.rows}, "
+        f"{layer.cols}, {layer.output_zero_point}, {layer.act_min}, {layer.act_max}, {layer.output_offset}}};\n"
+    )
+    return "\n".join(parts), size + 24
+
+
+def _interleave(weights: np.ndarray) -> list[int]:
+    """Rows in blocks of four; each block's columns four at a time (row 0's four bytes, row 1's,
+    row 2's, row 3's), then the remaining columns one at a time for the four rows."""
+    rows, cols = weights.shape
+    grouped = cols - cols % 4
+    blocks = []
+    for start in range(0, rows, 4):
+        block = weights[start : start + 4]
+        blocks.append(block[:, :grouped].reshape(4, grouped // 4, 4).transpose(1, 0, 2).ravel())
+        blocks.append(block[:, grouped:].T.ravel())
+    return np.concatenate(blocks).astype(np.int64).tolist()
+
+
+def _body(model: Model) -> tuple[str, int]:
+    """The entry function's statements and its arena size: consecutive activations alternate
+    between the two ends of one stack array, so it holds the largest adjacent pair."""
+    inner = [layer.size for layer in model.layers[:-1]]  # the last layer writes the caller's buffer
+    pairs = [a + b for a, b in zip(inner, inner[1:], strict=False)] or inner or [1]
+    arena = max(max(pairs), *inner) if inner else 1
+    lines = [f"    uint8_t arena[{arena}];"]
+    source = "pixels"
+    for index, layer in enumerate(model.layers):
+        if index == len(model.layers) - 1:
+            target = "probabilities"
+        else:
+            target = "arena" if index % 2 == 0 else f"arena + {arena - layer.size}"
+        if isinstance(layer, Dense):
+            lines.append(f"    dense(&layer{index}, {source}, {target});")
+        else:
+            lines.append(f"    softmax({source}, {target}, {layer.size});")
+        source = target
+    lines.append(f"    return argmax(probabilities, {NUM_CLASSES});")
+    return "\n".join(lines), arena
+
+
+def _float(value: float) -> str:
+    """An exact C float literal (hexadecimal, so no decimal rounding can creep in)."""
+    value = float(np.float32(value))
+    return "0.0f" if value == 0 else f"{value.hex()}f"
+
+
+def _array(declaration: str, values: Any) -> str:
+    items = [str(v) for v in values]
+    lines = [
+        "    " + ", ".join(items[i : i + _VALUES_PER_LINE]) + "," for i in range(0, len(items), _VALUES_PER_LINE)
+    ]
+    return f"{declaration} = {{\n" + "\n".join(lines) + "\n};\n"
+
+
+def write(source: CSource, folder: Path) -> None:
+    """Write both files into ``folder`` (each atomically; the header first)."""
+    from mnist_edge._files import atomic_write_bytes
+
+    atomic_write_bytes(folder / source.h_name, source.h_bytes)
+    atomic_write_bytes(folder / source.c_name, source.c_bytes)
