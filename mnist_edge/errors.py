@@ -9,6 +9,7 @@ failed" (see :class:`ParityError`)::
     ├── ModelLoadError   a model file is missing, corrupt, tampered with or not an MNIST classifier
     ├── InputError       images handed to the runtime have the wrong shape, dtype or range
     ├── ExportError      an export cannot be produced (bad options, unsupported combination, I/O)
+    ├── ToolchainError   a compiler, emulator or reference engine a check needs is missing or failed
     └── ParityError      an artifact is out of its accuracy tolerance against the reference
 """
 
@@ -36,6 +37,10 @@ class InputError(MnistEdgeError, ValueError):
 
 class ExportError(MnistEdgeError):
     """An export could not be produced."""
+
+
+class ToolchainError(MnistEdgeError):
+    """A C compiler, emulator or reference engine that a check needs is missing or failed."""
 
 
 class ParityError(MnistEdgeError):

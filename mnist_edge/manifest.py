@@ -19,7 +19,7 @@ from mnist_edge._mnist import PIXEL_SCALE
 from mnist_edge.errors import ModelLoadError
 
 SCHEMA_VERSION = 1
-FORMATS = ("tflite", "onnx")
+FORMATS = ("tflite", "onnx", "c")
 PRECISIONS = ("fp32", "fp16", "dynamic", "int8")
 DTYPES = ("float32", "float16", "uint8", "int8")
 #: The file suffixes of exported artifacts (what verify and benchmark look for beside a model).
@@ -92,6 +92,9 @@ class Manifest:
     known_answers: dict[str, Any] | None = None
     #: The device bundle exported beside the file (``parity/bundle.py``): file name, sha256, size.
     device_bundle: dict[str, Any] | None = None
+    #: Set for an artifact generated from another (the C source from the int8 .tflite): that file's
+    #: name and sha256 and the generator's options, so that verify can regenerate and compare.
+    generated_from: dict[str, Any] | None = None
     created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     schema_version: int = SCHEMA_VERSION
 
@@ -138,6 +141,7 @@ class Manifest:
                 parity=data.get("parity"),
                 known_answers=_optional_dict(data, "known_answers"),
                 device_bundle=_optional_dict(data, "device_bundle"),
+                generated_from=_optional_dict(data, "generated_from"),
                 created_at=str(data.get("created_at", "")),
                 schema_version=int(version),
             )

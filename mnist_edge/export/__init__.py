@@ -22,6 +22,7 @@ from mnist_edge._files import atomic_path, atomic_write_bytes, sha256_file, swee
 from mnist_edge.data import MnistData, load_mnist_data
 from mnist_edge.environment import package_versions
 from mnist_edge.errors import DataError, ExportError, MnistEdgeError
+from mnist_edge.export import c as _c
 from mnist_edge.export import onnx as _onnx
 from mnist_edge.export import tflite as _tflite
 from mnist_edge.export._base import Exporter, ExportJob
@@ -60,6 +61,11 @@ class Target:
     calibrated: bool = False
     #: A cheap check of the options (the opset) run before the model is loaded.
     preflight: Callable[[int], None] | None = None
+    #: The (format, precision) artifact this one is generated from; it is exported first, or
+    #: reused when the one beside it came from the same model with the same calibration.
+    requires: tuple[str, str] | None = None
+    #: False for a target built only when named (``--format all`` leaves it out).
+    in_all: bool = True
 
     @property
     def filename(self) -> str:
@@ -79,7 +85,11 @@ TARGETS: dict[tuple[str, str], Target] = _table(
     Target("tflite", "int8", _tflite.export_int8, calibrated=True),
     Target("onnx", "fp32", _onnx.export_fp32, preflight=_onnx.check_opset),
     Target("onnx", "int8", _onnx.export_int8, calibrated=True, preflight=_onnx.check_opset),
+    # Firmware source, not a model file: built when asked for by name, and compiled to be verified.
+    Target("c", "int8", _c.export_int8, requires=("tflite", "int8"), in_all=False),
 )
+#: The precision a format is built in when none is asked for.
+DEFAULT_PRECISION: dict[str, str] = {"tflite": "fp32", "onnx": "fp32", "c": "int8"}
 
 
 @dataclass(frozen=True)
@@ -133,8 +143,10 @@ def _names(value: str | Sequence[str]) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
 
-def expand(formats: str | Sequence[str], precisions: str | Sequence[str]) -> list[Target]:
-    """Targets for ``--format`` x ``--quantize``, where ``all`` means every value that exists.
+def expand(formats: str | Sequence[str], precisions: str | Sequence[str] | None = None) -> list[Target]:
+    """Targets for ``--format`` x ``--quantize``, where ``all`` means every value that exists
+    (formats built only when named, the C source, excepted) and no precision means each format's
+    default (:data:`DEFAULT_PRECISION`).
 
     A combination named explicitly must exist; with ``all`` on either side the ones that do not
     exist are skipped (``--format all --quantize float16`` is the TFLite float16 file).
@@ -144,11 +156,14 @@ def expand(formats: str | Sequence[str], precisions: str | Sequence[str]) -> lis
     for fmt in _names(formats):
         fmt = fmt.strip().lower()
         if fmt == ALL:
-            fmts.extend(known_formats)
+            fmts.extend(f for f in known_formats if any(t.in_all for t in TARGETS.values() if t.format == f))
         elif fmt in known_formats:
             fmts.append(fmt)
         else:
             raise ExportError(f"unknown format {fmt!r}: use one of {', '.join(known_formats)} or {ALL}")
+    if precisions is None:
+        fmts = list(dict.fromkeys(fmts))
+        return [TARGETS[(fmt, DEFAULT_PRECISION[fmt])] for fmt in fmts]
     precs: list[str] = []
     for name in _names(precisions):
         precs.extend(
@@ -174,19 +189,23 @@ def expand(formats: str | Sequence[str], precisions: str | Sequence[str]) -> lis
 def export(
     model_path: str | os.PathLike[str],
     fmt: str,
-    precision: str,
+    precision: str | None = None,
     out_dir: str | os.PathLike[str] | None = None,
     *,
     calibration_samples: int = DEFAULT_SAMPLES,
     seed: int = DEFAULT_SEED,
     opset: int = DEFAULT_OPSET,
+    rounding: str = _c.DEFAULT_ROUNDING,
+    prefix: str = _c.DEFAULT_PREFIX,
     data: MnistData | str | os.PathLike[str] | None = None,
     bundle: bool = True,
 ) -> ExportResult:
-    """Export one combination; ``precision`` is a file precision (``int8``) or a CLI name (``none``)."""
-    if ALL in (fmt.strip().lower(), precision.strip().lower()):
+    """Export one combination (and what it is generated from, when that must be made first);
+    ``precision`` is a file precision (``int8``), a CLI name (``none``) or None for the format's
+    default."""
+    if ALL in (fmt.strip().lower(), (precision or "").strip().lower()):
         raise ExportError("export() writes one file; use export_many() for 'all'")
-    (result,) = export_many(
+    results = export_many(
         model_path,
         fmt,
         precision,
@@ -194,26 +213,34 @@ def export(
         calibration_samples=calibration_samples,
         seed=seed,
         opset=opset,
+        rounding=rounding,
+        prefix=prefix,
         data=data,
         bundle=bundle,
     )
-    return result
+    return results[-1]
 
 
 def export_many(
     model_path: str | os.PathLike[str],
     formats: str | Sequence[str] = "tflite",
-    precisions: str | Sequence[str] = "none",
+    precisions: str | Sequence[str] | None = None,
     out_dir: str | os.PathLike[str] | None = None,
     *,
     calibration_samples: int = DEFAULT_SAMPLES,
     seed: int = DEFAULT_SEED,
     opset: int = DEFAULT_OPSET,
+    rounding: str = _c.DEFAULT_ROUNDING,
+    prefix: str = _c.DEFAULT_PREFIX,
     data: MnistData | str | os.PathLike[str] | None = None,
     bundle: bool = True,
 ) -> list[ExportResult]:
     """Export every target ``expand(formats, precisions)`` names, loading the model and drawing the
     calibration images once. Stops at the first failure; files already written stay complete.
+
+    A target generated from another (the C source, from the int8 .tflite) reuses that artifact when
+    the one in the folder came from this model with the same calibration, and otherwise exports it
+    first (it is then in the results too). ``rounding`` and ``prefix`` are the C target's options.
 
     With ``bundle`` (the default) the device bundle - the test digits and the Keras reference's
     outputs on them, for verifying on a device without TensorFlow - is written beside the artifacts
@@ -222,13 +249,18 @@ def export_many(
     from mnist_edge.model import load_model
 
     targets = expand(formats, precisions)
+    rounding, prefix = _c.check_rounding(rounding), _c.check_prefix(prefix)
     for target in targets:
         if target.preflight is not None:
             target.preflight(opset)  # a bad option fails before the slow part
     model_path = Path(model_path)
     out = _writable_dir(Path(out_dir) if out_dir is not None else model_path.parent)
     sweep_stale_temps(out)  # what a killed earlier run left behind
-    model = load_model(model_path)  # safe_mode=True; refuses anything but the MNIST classifier
+    model_sha = sha256_file(model_path) if model_path.is_file() else None
+    targets, reused = _resolve_inputs(targets, out, model_sha, calibration_samples, seed)
+    model = None
+    if any(t.requires is None for t in targets):
+        model = load_model(model_path)  # safe_mode=True; refuses anything but the MNIST classifier
     calibration = None
     calibrated = any(t.calibrated for t in targets)
     mnist = None
@@ -236,9 +268,11 @@ def export_many(
         mnist = data if isinstance(data, MnistData) else load_mnist_data(data, log=lambda _msg: None)
     if calibrated:
         calibration = calibration_set(mnist, calibration_samples, seed)
-    job = ExportJob(model=model, opset=opset, calibration=calibration)
+    job = ExportJob(
+        model=model, opset=opset, calibration=calibration, inputs=reused, rounding=rounding, prefix=prefix
+    )
     common: dict[str, Any] = {
-        "source_model_sha256": sha256_file(model_path),
+        "source_model_sha256": model_sha or sha256_file(model_path),  # a missing model: a clear error
         "versions": package_versions(VERSIONED),
     }
     packed = None
@@ -247,10 +281,51 @@ def export_many(
         common["device_bundle"], packed = _device_bundle(
             model_path, out, mnist, common["source_model_sha256"]
         )
-    results = [_export_one(target, job, out / target.filename, common) for target in targets]
+    results = []
+    for target in targets:
+        results.append(_export_one(target, job, out / target.filename, common))
+        # job.inputs is this dict: a target generated from one written earlier in this run sees it
+        reused[(target.format, target.precision)] = results[-1].path
     if packed is not None:  # written last: a failed export leaves no bundle without artifacts
         atomic_write_bytes(out / common["device_bundle"]["file"], packed)
     return results
+
+
+def _resolve_inputs(
+    targets: list[Target], out: Path, model_sha: str | None, samples: int, seed: int
+) -> tuple[list[Target], dict[tuple[str, str], Path]]:
+    """The targets with what they are generated from put first, and the artifacts reused as they are."""
+    ordered: list[Target] = []
+    reused: dict[tuple[str, str], Path] = {}
+    for target in targets:
+        needed = target.requires
+        if needed is not None and needed not in reused and TARGETS[needed] not in ordered:
+            existing = out / TARGETS[needed].filename
+            if _reusable(existing, model_sha, samples, seed):
+                reused[needed] = existing
+            else:
+                ordered.append(TARGETS[needed])
+        if target not in ordered:
+            ordered.append(target)
+    return ordered, reused
+
+
+def _reusable(path: Path, model_sha: str | None, samples: int, seed: int) -> bool:
+    """True when ``path`` is intact, was exported from the model with ``model_sha`` and, if
+    calibrated, with the same calibration options."""
+    from mnist_edge.errors import ModelLoadError
+    from mnist_edge.manifest import read_manifest
+
+    try:
+        manifest = read_manifest(path)
+    except ModelLoadError:
+        return False
+    if manifest is None or model_sha is None or manifest.source_model_sha256 != model_sha:
+        return False
+    calibration = manifest.calibration or {}
+    if calibration and (calibration.get("samples"), calibration.get("seed")) != (samples, seed):
+        return False
+    return path.is_file() and sha256_file(path) == manifest.sha256
 
 
 def _export_one(target: Target, job: ExportJob, final: Path, common: dict[str, Any]) -> ExportResult:
@@ -264,6 +339,8 @@ def _export_one(target: Target, job: ExportJob, final: Path, common: dict[str, A
             raise ExportError(
                 f"{target.format} {target.precision} export failed: {type(exc).__name__}: {exc}"
             ) from exc
+        for name, content in written.companions:
+            atomic_write_bytes(final.parent / name, content)
         sha256, size = sha256_file(tmp), tmp.stat().st_size
     manifest = Manifest(
         format=target.format,
@@ -275,12 +352,13 @@ def _export_one(target: Target, job: ExportJob, final: Path, common: dict[str, A
         size_bytes=size,
         preprocessing=written.preprocessing,
         calibration=job.calibration_set().to_dict() if target.calibrated else None,
+        generated_from=written.generated_from,
         **common,
     )
-    write_manifest(final, manifest)
-    # The runtime reads the new file back, as a device will: its answers on the probe images.
-    manifest = manifest.replace(known_answers=_known_answers(final))
     written_manifest = write_manifest(final, manifest)
+    if target.in_all:  # a model file: the runtime reads it back, as a device will, on the probe images
+        manifest = manifest.replace(known_answers=_known_answers(final))
+        written_manifest = write_manifest(final, manifest)
     return ExportResult(
         path=final,
         manifest_path=written_manifest,

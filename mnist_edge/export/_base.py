@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,17 @@ class ExportJob:
     model: Any
     opset: int
     calibration: CalibrationSet | None = None
+    #: Artifacts an exporter builds on, by (format, precision): the C target reads the int8 .tflite.
+    inputs: Mapping[tuple[str, str], Path] = field(default_factory=dict)
+    #: Options of the C target (see mnist_edge.export.c).
+    rounding: str = "litert"
+    prefix: str = "mnist_edge"
+
+    def input_artifact(self, fmt: str, precision: str) -> Path:
+        path = self.inputs.get((fmt, precision))
+        if path is None:  # the table says which exporters build on another; this is a bug guard
+            raise RuntimeError(f"this exporter needs the {fmt} {precision} artifact but the job has none")
+        return path
 
     def calibration_set(self) -> CalibrationSet:
         if self.calibration is None:  # the table says which exporters calibrate; this is a bug guard
@@ -40,6 +51,10 @@ class Written:
     output: TensorSpec
     #: ``preprocessing`` for the manifest: how pixels become the model's input.
     preprocessing: dict[str, Any]
+    #: Files written beside the artifact, (name, bytes), each atomically before the artifact itself.
+    companions: tuple[tuple[str, bytes], ...] = ()
+    #: For an artifact generated from another: what it came from and how (the manifest's block).
+    generated_from: dict[str, Any] | None = None
 
 
 #: ``exporter(job, path)`` writes the artifact to ``path`` (a temp name that is renamed into place

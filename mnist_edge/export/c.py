@@ -34,7 +34,9 @@ import numpy as np
 from mnist_edge._files import sha256_bytes
 from mnist_edge._mnist import IMAGE_SHAPE, NUM_CLASSES, PIXELS
 from mnist_edge.errors import ExportError
+from mnist_edge.export._base import INPUT_NAME, INT8_PREPROCESSING, OUTPUT_NAME, ExportJob, Written
 from mnist_edge.export.c_graph import Dense, Model, Softmax, read_model
+from mnist_edge.manifest import TensorSpec
 
 __all__ = ["DEFAULT_PREFIX", "DEFAULT_ROUNDING", "ROUNDINGS", "CSource", "check_prefix", "generate"]
 
@@ -45,6 +47,8 @@ ROUNDINGS: dict[str, str] = {
 }
 DEFAULT_ROUNDING = "litert"
 DEFAULT_PREFIX = "mnist_edge"
+#: The file the C target writes (``artifact_name("c", "int8")``); its header is ``model.int8.h``.
+C_NAME = "model.int8.c"
 _PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,39}$")
 #: Words a C99 compiler reserves that a prefix could otherwise spell.
 _KEYWORDS = frozenset(
@@ -88,7 +92,6 @@ class CSource:
             "macs": self.macs,
             "arena_bytes": self.arena_bytes,
             "constant_bytes": self.constant_bytes,
-            "c_sha256": sha256_bytes(self.c_bytes),
             "header_sha256": sha256_bytes(self.h_bytes),
         }
 
@@ -115,7 +118,7 @@ def generate(
     *,
     rounding: str = DEFAULT_ROUNDING,
     prefix: str = DEFAULT_PREFIX,
-    c_name: str = "model.int8.c",
+    c_name: str = C_NAME,
     source_name: str = "model.int8.tflite",
 ) -> CSource:
     """The C for the int8 model in ``tflite``; raises :class:`ExportError` for a model or an
@@ -308,9 +311,18 @@ def _array(declaration: str, values: Any) -> str:
     return f"{declaration} = {{\n" + "\n".join(lines) + "\n};\n"
 
 
-def write(source: CSource, folder: Path) -> None:
-    """Write both files into ``folder`` (each atomically; the header first)."""
-    from mnist_edge._files import atomic_write_bytes
-
-    atomic_write_bytes(folder / source.h_name, source.h_bytes)
-    atomic_write_bytes(folder / source.c_name, source.c_bytes)
+def export_int8(job: ExportJob, path: Path) -> Written:
+    """The C target's exporter: generate from the job's int8 .tflite, write the .c to ``path``
+    and hand the header back as a companion file."""
+    tflite = job.input_artifact("tflite", "int8")
+    data = tflite.read_bytes()
+    source = generate(data, rounding=job.rounding, prefix=job.prefix, c_name=C_NAME, source_name=tflite.name)
+    path.write_bytes(source.c_bytes)
+    model = read_model(data)
+    return Written(
+        input=TensorSpec(INPUT_NAME, (PIXELS,), "uint8", model.input_scale, 0),
+        output=TensorSpec(OUTPUT_NAME, (NUM_CLASSES,), "uint8", model.output_scale, 0),
+        preprocessing=INT8_PREPROCESSING,
+        companions=((source.h_name, source.h_bytes),),
+        generated_from={"artifact": tflite.name, "sha256": sha256_bytes(data), **source.to_dict()},
+    )

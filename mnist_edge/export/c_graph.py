@@ -167,6 +167,8 @@ class Model:
 
     layers: tuple[Layer, ...]
     operators: tuple[str, ...]
+    input_scale: float
+    output_scale: float
 
     @property
     def macs(self) -> int:
@@ -260,7 +262,7 @@ def read_model(data: bytes) -> Model:
         raise ExportError("the chain of operators does not end at the model's output")
     if not layers or not isinstance(layers[-1], Softmax):
         raise ExportError("the model does not end in a SOFTMAX; the C API returns probabilities")
-    return Model(tuple(layers), tuple(op.name for op in operators))
+    return Model(tuple(layers), tuple(op.name for op in operators), first.scale, last.scale)
 
 
 def _check_io(tensor: Tensor, what: str, elements: int, scale: float) -> None:

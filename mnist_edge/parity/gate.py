@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,7 +19,7 @@ from mnist_edge.manifest import ARTIFACT_SUFFIXES, PRECISIONS, Manifest, read_ma
 from mnist_edge.parity.bundle import DeviceBundle
 from mnist_edge.parity.metrics import Reference, compare, compute_reference, judge, reference_path
 from mnist_edge.parity.results import ParityReport, ParityRow
-from mnist_edge.parity.tolerances import DEFAULT_TOLERANCES, Tolerances
+from mnist_edge.parity.tolerances import DEFAULT_TOLERANCES, Tolerance, Tolerances
 
 if TYPE_CHECKING:
     from mnist_edge.data import MnistData
@@ -31,29 +31,34 @@ __all__ = ["choose_reference", "find_artifacts", "resolve_artifacts", "verify"]
 Log = Callable[[str], None]
 
 
-def find_artifacts(folder: str | os.PathLike[str]) -> list[Path]:
-    """Every ``*.tflite`` / ``*.onnx`` in ``folder``, sorted (temp files of interrupted writers skipped)."""
+#: Generated C sources: verified (compiled and compared byte for byte), never loaded by the runtime.
+C_SUFFIX = ".c"
+
+
+def find_artifacts(folder: str | os.PathLike[str], *, c_code: bool = False) -> list[Path]:
+    """Every ``*.tflite`` / ``*.onnx`` in ``folder`` (and ``*.c`` with ``c_code``), sorted (temp
+    files of interrupted writers skipped)."""
     from mnist_edge._files import TMP_MARKER
 
+    suffixes = (*ARTIFACT_SUFFIXES, C_SUFFIX) if c_code else ARTIFACT_SUFFIXES
     folder = Path(folder)
     return sorted(
-        p
-        for p in folder.iterdir()
-        if p.is_file() and p.suffix.lower() in ARTIFACT_SUFFIXES and TMP_MARKER not in p.name
+        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in suffixes and TMP_MARKER not in p.name
     )
 
 
 def resolve_artifacts(
-    artifacts: Sequence[str | os.PathLike[str]] | None, model: str | os.PathLike[str]
+    artifacts: Sequence[str | os.PathLike[str]] | None, model: str | os.PathLike[str], *, c_code: bool = False
 ) -> list[Path]:
     """The artifacts given or, when none are, every artifact beside ``model`` (what verify and
-    benchmark measure by default). Raises :class:`MnistEdgeError` when there is nothing to find."""
+    benchmark measure by default; ``c_code`` adds generated C, which verify checks).
+    Raises :class:`MnistEdgeError` when there is nothing to find."""
     if artifacts:
         return [Path(a) for a in artifacts]
     folder = Path(model).parent
     if not folder.is_dir():
         raise MnistEdgeError(f"folder {folder} does not exist: give artifacts or --model")
-    found = find_artifacts(folder)
+    found = find_artifacts(folder, c_code=c_code)
     if not found:
         raise MnistEdgeError(f"no .tflite or .onnx files beside {model}: run `mnist-edge export` first")
     return found
@@ -300,6 +305,18 @@ def _verify_one(
             "precision unknown (no manifest, and the file name does not say fp32/fp16/dynamic/int8): "
             "no tolerance applies"
         )
+    bit_exact: dict[str, Any] | None = None
+    if fmt == "c":
+        from mnist_edge.parity import c_code
+
+        try:
+            check, probs = c_code.check_row(path, manifest, images)
+        except MnistEdgeError as exc:
+            return failed(f"cannot be checked: {exc}")
+        bit_exact = check.to_dict()
+        notes = (*notes, check.describe())
+        extra: tuple[str, ...] = () if check.passed else (check.describe(),)
+        return _row(path, fmt, precision, reference, probs, tolerance, notes, start, extra, bit_exact)
     try:
         classifier = load(path)
     except ModelLoadError as exc:
@@ -310,8 +327,23 @@ def _verify_one(
         except MnistEdgeError as exc:
             return failed(f"cannot be run: {exc}")
 
+    return _row(path, fmt, precision, reference, probs, tolerance, notes, start)
+
+
+def _row(
+    path: Path,
+    fmt: str | None,
+    precision: str,
+    reference: Reference,
+    probs: np.ndarray,
+    tolerance: Tolerance,
+    notes: tuple[str, ...],
+    start: float,
+    extra_reasons: tuple[str, ...] = (),
+    bit_exact: dict[str, Any] | None = None,
+) -> ParityRow:
     metrics = compare(reference, probs)
-    reasons = judge(metrics, tolerance, precision)
+    reasons = (*judge(metrics, tolerance, precision), *extra_reasons)
     return ParityRow(
         artifact=str(path),
         format=fmt,
@@ -321,6 +353,7 @@ def _verify_one(
         tolerance=tolerance,
         notes=notes,
         seconds=time.perf_counter() - start,
+        bit_exact=bit_exact,
         **metrics,
     )
 
@@ -346,6 +379,7 @@ def _record(path: Path, row: ParityRow, reference: Reference, tolerances: Tolera
         "mean_prob_diff": row.mean_prob_diff,
         "worst_class": row.worst_class,
         "worst_class_diff_pp": row.worst_class_diff_pp,
+        "bit_exact": row.bit_exact,
         "tolerance": None if row.tolerance is None else row.tolerance.to_dict(),
         "reference_sha256": reference.sha256,
         "images": len(reference.labels),

@@ -39,6 +39,8 @@ class ParityRow:
     worst_class_diff_pp: float | None = None
     notes: tuple[str, ...] = ()
     seconds: float = 0.0
+    #: Generated C only: its byte-for-byte comparison with the engine it must equal.
+    bit_exact: dict[str, Any] | None = None
 
     @property
     def status(self) -> str:
