@@ -22,6 +22,7 @@ Two roundings, because the two engines a model runs on round differently:
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 from importlib import resources
@@ -50,12 +51,6 @@ DEFAULT_PREFIX = "mnist_edge"
 #: The file the C target writes (``artifact_name("c", "int8")``); its header is ``model.int8.h``.
 C_NAME = "model.int8.c"
 _PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,39}$")
-#: Words a C99 compiler reserves that a prefix could otherwise spell.
-_KEYWORDS = frozenset(
-    "auto break case char const continue default do double else enum extern float for goto if inline int "
-    "long register restrict return short signed sizeof static struct switch typedef union unsigned void "
-    "volatile while".split()
-)
 _VALUES_PER_LINE = 24
 
 
@@ -104,8 +99,8 @@ def check_rounding(rounding: str) -> str:
 
 
 def check_prefix(prefix: str) -> str:
-    """A C identifier prefix: a letter, then letters, digits or '_' (at most 40), not a keyword."""
-    if not _PREFIX.match(prefix) or prefix in _KEYWORDS:
+    """A C identifier prefix: a letter, then letters, digits or '_' (at most 40)."""
+    if not _PREFIX.match(prefix):
         raise ExportError(
             f"--prefix {prefix!r} is not a usable C name prefix: start with a letter, then letters, "
             "digits or '_' (at most 40 characters), e.g. --prefix digits"
@@ -247,17 +242,22 @@ def _dense_data(index: int, layer: Dense, rounding: str) -> tuple[str, int]:
     ]
     size = rows * layer.cols + 4 * rows
     if rounding == "litert":
-        parts.append(_array(f"static const float {name}_scale[{layer.rows}]", map(_float, layer.float_scales)))
+        parts.append(
+            _array(f"static const float {name}_scale[{layer.rows}]", map(_float, layer.float_scales))
+        )
         requant = f"{name}_scale"
         size += 4 * layer.rows
     else:
-        parts.append(_array(f"static const int32_t {name}_multiplier[{layer.rows}]", layer.multipliers.tolist()))
+        parts.append(
+            _array(f"static const int32_t {name}_multiplier[{layer.rows}]", layer.multipliers.tolist())
+        )
         parts.append(_array(f"static const int8_t {name}_shift[{layer.rows}]", layer.shifts.tolist()))
         requant = f"{name}_multiplier, {name}_shift"
         size += 5 * layer.rows
     parts.append(
         f"static const struct dense {name} = {{{name}_weights, {name}_bias, {requant}, {layer.rows}, "
-        f"{layer.cols}, {layer.output_zero_point}, {layer.act_min}, {layer.act_max}, {layer.output_offset}}};\n"
+        f"{layer.cols}, {layer.output_zero_point}, {layer.act_min}, {layer.act_max}, "
+        f"{layer.output_offset}}};\n"
     )
     return "\n".join(parts), size + 24
 
@@ -279,7 +279,7 @@ def _body(model: Model) -> tuple[str, int]:
     """The entry function's statements and its arena size: consecutive activations alternate
     between the two ends of one stack array, so it holds the largest adjacent pair."""
     inner = [layer.size for layer in model.layers[:-1]]  # the last layer writes the caller's buffer
-    pairs = [a + b for a, b in zip(inner, inner[1:], strict=False)] or inner or [1]
+    pairs = [a + b for a, b in itertools.pairwise(inner)] or inner or [1]
     arena = max(max(pairs), *inner) if inner else 1
     lines = [f"    uint8_t arena[{arena}];"]
     source = "pixels"
@@ -306,7 +306,8 @@ def _float(value: float) -> str:
 def _array(declaration: str, values: Any) -> str:
     items = [str(v) for v in values]
     lines = [
-        "    " + ", ".join(items[i : i + _VALUES_PER_LINE]) + "," for i in range(0, len(items), _VALUES_PER_LINE)
+        "    " + ", ".join(items[i : i + _VALUES_PER_LINE]) + ","
+        for i in range(0, len(items), _VALUES_PER_LINE)
     ]
     return f"{declaration} = {{\n" + "\n".join(lines) + "\n};\n"
 

@@ -188,7 +188,9 @@ def _graph(data: bytes) -> tuple[list[Tensor], list[Operator], list[int], list[i
     codes = [_builtin_code(c) for c in model.tables(_MODEL_OPCODES, MAX_OPERATOR_CODES, "opcodes")]
     buffers = model.tables(_MODEL_BUFFERS, MAX_BUFFERS, "buffers")
     subgraph = model.tables(_MODEL_SUBGRAPHS, 1, "subgraphs")[0]
-    tensors = [_tensor(i, t, buffers, buf) for i, t in enumerate(subgraph.tables(_SG_TENSORS, MAX_TENSORS, "t"))]
+    tensors = [
+        _tensor(i, t, buffers, buf) for i, t in enumerate(subgraph.tables(_SG_TENSORS, MAX_TENSORS, "t"))
+    ]
     operators = []
     for position, op in enumerate(subgraph.tables(_SG_OPERATORS, MAX_OPERATORS, "operators")):
         code = codes[op.scalar(_OP_OPCODE, "I")]
@@ -234,7 +236,9 @@ def read_model(data: bytes) -> Model:
     what the generator cannot turn into C (an operator, a data type, a quantisation)."""
     tensors, operators, inputs, outputs = _graph(data)
     if len(inputs) != 1 or len(outputs) != 1:
-        raise ExportError(f"the model has {len(inputs)} inputs and {len(outputs)} outputs; C needs one of each")
+        raise ExportError(
+            f"the model has {len(inputs)} inputs and {len(outputs)} outputs; C needs one of each"
+        )
     first, last = tensors[inputs[0]], tensors[outputs[0]]
     _check_io(first, "input", PIXELS, 1.0 / PIXEL_SCALE)
     _check_io(last, "output", NUM_CLASSES, SOFTMAX_OUTPUT_SCALE)
@@ -280,7 +284,9 @@ def _check_io(tensor: Tensor, what: str, elements: int, scale: float) -> None:
 
 def _activation_tensor(tensor: Tensor, what: str) -> None:
     if tensor.dtype not in ("int8", "uint8") or len(tensor.scales) != 1:
-        raise ExportError(f"{what} is {tensor.dtype} with {len(tensor.scales)} scales; C needs per-tensor int8")
+        raise ExportError(
+            f"{what} is {tensor.dtype} with {len(tensor.scales)} scales; C needs per-tensor int8"
+        )
 
 
 def _quantize(op: Operator, inputs: list[Tensor | None], output: Tensor) -> None:
@@ -322,7 +328,7 @@ def quantize_multiplier(real: float) -> tuple[int, int]:
         return 0, 0
     fraction, shift = math.frexp(real)
     scaled = fraction * (1 << 31)  # exact: a power-of-two multiple
-    fixed = int(math.floor(scaled + 0.5)) if scaled >= 0 else -int(math.floor(-scaled + 0.5))
+    fixed = math.floor(scaled + 0.5) if scaled >= 0 else -math.floor(-scaled + 0.5)  # half away from 0
     if fixed == 1 << 31:
         fixed //= 2
         shift += 1
@@ -341,7 +347,9 @@ def _dense(op: Operator, inputs: list[Tensor | None], output: Tensor) -> Dense:
         raise ExportError(f"{where} has {weights.dtype} weights; C needs constant int8 weights (rows, cols)")
     rows, cols = weights.shape
     if cols != source.elements or rows != output.elements:
-        raise ExportError(f"{where} maps {source.elements} values to {output.elements} with {rows}x{cols} weights")
+        raise ExportError(
+            f"{where} maps {source.elements} values to {output.elements} with {rows}x{cols} weights"
+        )
     if any(weights.zero_points) or len(weights.scales) != rows or weights.axis != 0:
         raise ExportError(f"{where}'s weights are not symmetric per-output-channel int8")
     activation = _ACTIVATIONS.get(op.options.scalar(_OPTION_0, "b") if op.options else 0, "unknown")
@@ -352,7 +360,9 @@ def _dense(op: Operator, inputs: list[Tensor | None], output: Tensor) -> Dense:
     w = weights.array().astype(np.int64)
     b = np.zeros(rows, np.int64) if bias is None else bias.array().astype(np.int64)
     if bias is not None and (bias.dtype != "int32" or b.shape != (rows,)):
-        raise ExportError(f"{where} has a {bias.dtype} bias of shape {list(bias.shape)}; C needs int32 [{rows}]")
+        raise ExportError(
+            f"{where} has a {bias.dtype} bias of shape {list(bias.shape)}; C needs int32 [{rows}]"
+        )
     # acc = bias + sum w * (q - zp) and q = stored - offset: fold (offset + zp) * sum(w) into the bias.
     folded = b - (source.offset + source.zero_point) * w.sum(axis=1)
     if np.abs(folded).max(initial=0) + 255 * np.abs(w).sum(axis=1).max(initial=0) >= 1 << 31:

@@ -95,7 +95,8 @@ def regenerate(c_path: str | os.PathLike[str], manifest: Manifest | None = None)
         ) from None
     if sha256_bytes(data) != origin.get("sha256"):
         raise ModelLoadError(
-            f"{source_name} changed since {path.name} was generated from it: re-run `mnist-edge export --format c`"
+            f"{source_name} changed since {path.name} was generated from it: "
+            "re-run `mnist-edge export --format c`"
         )
     try:
         source = generate(
@@ -125,7 +126,9 @@ def regenerate(c_path: str | os.PathLike[str], manifest: Manifest | None = None)
 class CLibrary:
     """Generated C compiled into a temporary shared library; ``with CLibrary(source) as lib:``."""
 
-    def __init__(self, source: Any, *, flags: Sequence[str] = COMPILE_FLAGS, compiler: str | None = None) -> None:
+    def __init__(
+        self, source: Any, *, flags: Sequence[str] = COMPILE_FLAGS, compiler: str | None = None
+    ) -> None:
         self.source = source
         self.compiler = compiler or find_compiler()
         self._folder = tempfile.TemporaryDirectory(prefix="mnist-edge-c-")
@@ -227,8 +230,8 @@ class BitExactCheck:
         total = self.images + self.random_images
         return (
             f"bit-exact check against {self.engine} ({self.rounding} rounding) on {total:,} images "
-            f"({self.images:,} given + {self.random_images:,} random): {self.differing_bytes} differing bytes "
-            f"in {self.differing_images} images"
+            f"({self.images:,} given + {self.random_images:,} random): "
+            f"{self.differing_bytes} differing bytes in {self.differing_images} images"
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -274,7 +277,6 @@ def check(
         seconds=time.perf_counter() - started,
     )
     return result, produced[: len(given)]
-
 
 
 def check_row(

@@ -43,7 +43,9 @@ def find_artifacts(folder: str | os.PathLike[str], *, c_code: bool = False) -> l
     suffixes = (*ARTIFACT_SUFFIXES, C_SUFFIX) if c_code else ARTIFACT_SUFFIXES
     folder = Path(folder)
     return sorted(
-        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in suffixes and TMP_MARKER not in p.name
+        p
+        for p in folder.iterdir()
+        if p.is_file() and p.suffix.lower() in suffixes and TMP_MARKER not in p.name
     )
 
 
