@@ -1,22 +1,54 @@
 #if USE_DSP
-static uint32_t load4(const void *bytes) {
+/* acc[r] += sum over `groups` groups of four columns of w * x, for the four rows of a block, the
+ * way CMSIS-NN multiplies int8: SXTB16 splits four weights into bytes (0, 2) and (1, 3) as two
+ * halfword pairs, UXTB16 splits four inputs likewise, and each SMLAD does two multiply-adds.
+ * One group (16 multiply-accumulates) is 25 instructions. Written in assembly because GCC, left
+ * to itself, hoists the weight loads and runs out of registers. */
+static void mac_block(int32_t acc[4], const uint8_t *x, const int8_t *w, size_t groups) {
+    int32_t a0 = acc[0];
+    int32_t a1 = acc[1];
+    int32_t a2 = acc[2];
+    int32_t a3 = acc[3];
+    uint32_t even;
+    uint32_t odd;
     uint32_t word;
-    __builtin_memcpy(&word, bytes, sizeof word); /* one LDR: v7E-M loads unaligned words */
-    return word;
+    uint32_t half;
+    __asm__ volatile(
+        "1:\n\t"
+        "ldr     %[odd], [%[x]], #4\n\t"
+        "uxtb16  %[even], %[odd]\n\t"
+        "uxtb16  %[odd], %[odd], ror #8\n\t"
+        "ldr     %[word], [%[w]], #4\n\t"
+        "sxtb16  %[half], %[word]\n\t"
+        "smlad   %[a0], %[half], %[even], %[a0]\n\t"
+        "sxtb16  %[word], %[word], ror #8\n\t"
+        "smlad   %[a0], %[word], %[odd], %[a0]\n\t"
+        "ldr     %[word], [%[w]], #4\n\t"
+        "sxtb16  %[half], %[word]\n\t"
+        "smlad   %[a1], %[half], %[even], %[a1]\n\t"
+        "sxtb16  %[word], %[word], ror #8\n\t"
+        "smlad   %[a1], %[word], %[odd], %[a1]\n\t"
+        "ldr     %[word], [%[w]], #4\n\t"
+        "sxtb16  %[half], %[word]\n\t"
+        "smlad   %[a2], %[half], %[even], %[a2]\n\t"
+        "sxtb16  %[word], %[word], ror #8\n\t"
+        "smlad   %[a2], %[word], %[odd], %[a2]\n\t"
+        "ldr     %[word], [%[w]], #4\n\t"
+        "sxtb16  %[half], %[word]\n\t"
+        "smlad   %[a3], %[half], %[even], %[a3]\n\t"
+        "sxtb16  %[word], %[word], ror #8\n\t"
+        "smlad   %[a3], %[word], %[odd], %[a3]\n\t"
+        "subs    %[groups], %[groups], #1\n\t"
+        "bne     1b"
+        : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [x] "+r"(x), [w] "+r"(w),
+          [groups] "+r"(groups), [even] "=&r"(even), [odd] "=&r"(odd), [word] "=&r"(word), [half] "=&r"(half)
+        :
+        : "cc", "memory");
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
 }
-
-static uint32_t rotate8(uint32_t word) {
-    return (word >> 8) | (word << 24);
-}
-
-/* Two multiply-accumulates of four weights with four inputs, SMLAD-style as CMSIS-NN does it:
- * SXTB16 splits the weights into bytes (0, 2) and (1, 3), UXTB16 the inputs likewise. */
-#define MAC4(acc, wp, even, odd)                                                           \
-    do {                                                                                   \
-        const uint32_t w_ = load4(wp);                                                     \
-        acc = __smlad(__sxtb16((int32_t)w_), (int32_t)(even), acc);                        \
-        acc = __smlad(__sxtb16((int32_t)rotate8(w_)), (int32_t)(odd), acc);                \
-    } while (0)
 #endif
 
 /* y = requantize(bias + W x) for one layer, four rows at a time. */
@@ -30,28 +62,15 @@ static void dense(const struct dense *layer, const uint8_t *x, uint8_t *y) {
         int32_t acc[4];
         size_t col;
         size_t r;
-#if USE_DSP
-        int32_t acc0 = layer->bias[row];
-        int32_t acc1 = layer->bias[row + 1];
-        int32_t acc2 = layer->bias[row + 2];
-        int32_t acc3 = layer->bias[row + 3];
-        for (col = 0; col < grouped; col += 4, w += 16) {
-            const uint32_t inputs = load4(x + col);
-            const uint32_t even = __uxtb16(inputs);
-            const uint32_t odd = __uxtb16(rotate8(inputs));
-            MAC4(acc0, w, even, odd);
-            MAC4(acc1, w + 4, even, odd);
-            MAC4(acc2, w + 8, even, odd);
-            MAC4(acc3, w + 12, even, odd);
-        }
-        acc[0] = acc0;
-        acc[1] = acc1;
-        acc[2] = acc2;
-        acc[3] = acc3;
-#else
         for (r = 0; r < 4; ++r) {
             acc[r] = layer->bias[row + r];
         }
+#if USE_DSP
+        if (grouped != 0) {
+            mac_block(acc, x, w, grouped / 4);
+            w += 4 * grouped;
+        }
+#else
         for (col = 0; col < grouped; col += 4, w += 16) {
             for (r = 0; r < 4; ++r) {
                 acc[r] += (int32_t)w[4 * r] * (int32_t)x[col] + (int32_t)w[4 * r + 1] * (int32_t)x[col + 1] +
