@@ -71,12 +71,25 @@ static void dense(const struct dense *layer, const uint8_t *x, uint8_t *y) {
             w += 4 * grouped;
         }
 #else
-        for (col = 0; col < grouped; col += 4, w += 16) {
-            for (r = 0; r < 4; ++r) {
-                acc[r] += (int32_t)w[4 * r] * (int32_t)x[col] + (int32_t)w[4 * r + 1] * (int32_t)x[col + 1] +
-                          (int32_t)w[4 * r + 2] * (int32_t)x[col + 2] +
-                          (int32_t)w[4 * r + 3] * (int32_t)x[col + 3];
+        {
+            int32_t a0 = acc[0];
+            int32_t a1 = acc[1];
+            int32_t a2 = acc[2];
+            int32_t a3 = acc[3];
+            for (col = 0; col < grouped; col += 4, w += 16) {
+                const int32_t x0 = x[col];
+                const int32_t x1 = x[col + 1];
+                const int32_t x2 = x[col + 2];
+                const int32_t x3 = x[col + 3];
+                a0 += w[0] * x0 + w[1] * x1 + w[2] * x2 + w[3] * x3;
+                a1 += w[4] * x0 + w[5] * x1 + w[6] * x2 + w[7] * x3;
+                a2 += w[8] * x0 + w[9] * x1 + w[10] * x2 + w[11] * x3;
+                a3 += w[12] * x0 + w[13] * x1 + w[14] * x2 + w[15] * x3;
             }
+            acc[0] = a0;
+            acc[1] = a1;
+            acc[2] = a2;
+            acc[3] = a3;
         }
 #endif
         for (col = grouped; col < cols; ++col, w += 4) {
