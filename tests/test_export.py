@@ -597,9 +597,9 @@ def test_cli_defaults_match_the_library():
 
     defaults = {name: p.default for name, p in inspect.signature(export_cmd).parameters.items()}
     library = inspect.signature(export_many).parameters
-    for name in ("calibration_samples", "seed", "opset"):
+    for name in ("calibration_samples", "seed", "opset", "rounding", "prefix"):
         assert defaults[name] == library[name].default
-    assert (defaults["fmt"], defaults["quantize"]) == ("tflite", "none")
+    assert (defaults["fmt"], defaults["quantize"]) == ("tflite", None)  # None: the format's default
 
 
 def _not_mnist_model(tmp_path: Path) -> Path:

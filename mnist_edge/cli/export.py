@@ -21,15 +21,23 @@ from mnist_edge.cli.render import print_exports, print_parity, say, write_report
 @command(name="export")
 def export_cmd(
     model: Annotated[Path, typer.Option("--model", help="The .keras model to export.")] = DEFAULT_MODEL,
-    fmt: Annotated[str, typer.Option("--format", help="tflite, onnx or all.")] = "tflite",
-    quantize: Annotated[
+    fmt: Annotated[
         str,
+        typer.Option(
+            "--format",
+            help="tflite, onnx, all (both), or c: C99 source for microcontrollers, generated from the "
+            "int8 .tflite (exported first unless an up-to-date one is beside the model).",
+        ),
+    ] = "tflite",
+    quantize: Annotated[
+        str | None,
         typer.Option(
             "--quantize",
             help="none (float32), float16, dynamic (int8 weights), int8 (full integer) or all. "
-            "ONNX builds none and int8.",
+            "ONNX builds none and int8, C int8 only. Default: none (c: int8).",
+            show_default=False,
         ),
-    ] = "none",
+    ] = None,
     out: Annotated[
         Path | None, typer.Option("--out", help="Folder for the files (default: the model's folder).")
     ] = None,
@@ -38,6 +46,16 @@ def export_cmd(
     ] = 1000,
     seed: Annotated[int, typer.Option(help="Seed for drawing the calibration images.")] = 0,
     opset: Annotated[int, typer.Option(help="ONNX opset, 13 to 18 (what tf2onnx writes).")] = 17,
+    rounding: Annotated[
+        str,
+        typer.Option(
+            help="C only: litert (bit-exact with LiteRT, what the runtime runs) or tflm (bit-exact with "
+            "TensorFlow Lite Micro; integer-only).",
+        ),
+    ] = "litert",
+    prefix: Annotated[
+        str, typer.Option(help="C only: the entry point is PREFIX_infer(), the header's macros PREFIX_*.")
+    ] = "mnist_edge",
     check: Annotated[
         bool,
         typer.Option(
@@ -56,7 +74,11 @@ def export_cmd(
     ] = True,
     data: DataOption = None,
 ) -> None:
-    """Write model.<precision>.<tflite|onnx> files, each with a JSON manifest beside it."""
+    """Write model.<precision>.<tflite|onnx> files (or model.int8.c/.h), each with a JSON manifest beside it.
+
+    Generated C is verified by compiling it with the host C compiler and comparing every output
+    byte with LiteRT (or TFLM) on the 10,000 test digits and 20,000 random images.
+    """
     # The option defaults repeat mnist_edge.export's (importing it here would slow every --help);
     # tests/test_export.py checks that they agree.
     from mnist_edge.export import export_many
@@ -69,6 +91,8 @@ def export_cmd(
         calibration_samples=calibration_samples,
         seed=seed,
         opset=opset,
+        rounding=rounding,
+        prefix=prefix,
         data=data,
         bundle=bundle,
     )
@@ -89,7 +113,7 @@ _OVERRIDE_HELP = "PRECISION=VALUE (e.g. int8=0.5) or VALUE for every precision; 
 
 @command(name="verify")
 def verify_cmd(
-    artifacts: Annotated[list[Path] | None, artifacts_argument("verify")] = None,
+    artifacts: Annotated[list[Path] | None, artifacts_argument("verify", c_code=True)] = None,
     model: Annotated[
         Path, typer.Option("--model", help="The .keras reference the artifacts were exported from.")
     ] = DEFAULT_MODEL,
@@ -141,7 +165,10 @@ def verify_cmd(
     """Check artifacts against the Keras reference on the 10,000 test images; exit 1 if any fails.
 
     Per artifact: accuracy, its difference from the reference, top-1 agreement, probability differences
-    and the digit that suffers most; the result also goes into the artifact's manifest.
+    and the digit that suffers most; the result also goes into the artifact's manifest. Generated C
+    (model.int8.c) is regenerated from its .tflite and compared byte for byte before it is compiled
+    with the host C compiler, then must give exactly the bytes of LiteRT (or TFLM) on the test digits
+    and 20,000 random images.
     Artifacts exported from another model are refused unless --force.
     On a device without TensorFlow the reference's outputs come from the device bundle.
     Exit codes: 0 all pass, 1 any FAIL, 2 usage error.
@@ -152,7 +179,7 @@ def verify_cmd(
     tolerances = parity.apply_overrides(parity.DEFAULT_TOLERANCES, overrides)
     check_outputs(json_out, markdown_out)
     paths, reference, test = parity.choose_reference(
-        artifacts, model, bundle=bundle, limit=limit, data=data, log=say
+        artifacts, model, bundle=bundle, limit=limit, data=data, log=say, c_code=True
     )
     report = parity.verify(paths, reference, data=test, tolerances=tolerances, force=force, log=say)
     print_parity(report)

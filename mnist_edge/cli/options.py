@@ -23,10 +23,11 @@ DataOption = Annotated[
 DEFAULT_MODEL = Path("artifacts/model.keras")
 
 
-def artifacts_argument(verb: str) -> Any:
+def artifacts_argument(verb: str, *, c_code: bool = False) -> Any:
     """The optional ARTIFACT... argument of the commands that default to the files beside --model."""
+    kinds = ".tflite/.onnx/.c" if c_code else ".tflite/.onnx"
     return typer.Argument(
-        help=f"Artifacts to {verb} (default: every .tflite/.onnx beside the model).",
+        help=f"Artifacts to {verb} (default: every {kinds} beside the model).",
         metavar="ARTIFACT",
         show_default=False,
     )

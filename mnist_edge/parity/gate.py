@@ -74,13 +74,15 @@ def choose_reference(
     limit: int | None = None,
     data: str | os.PathLike[str] | None = None,
     log: Log | None = None,
+    c_code: bool = False,
 ) -> tuple[list[Path], Path | DeviceBundle, TestSet | None]:
     """What ``mnist-edge verify`` compares, as ``(artifacts, reference, data)`` for :func:`verify`.
 
     The device bundle when ``bundle`` is given or TensorFlow is not installed (a device with the
     runtime-only install: the bundle beside the artifacts or the model is used); otherwise the
     ``.keras`` model on the MNIST test set (``data`` picks its source). ``limit`` keeps the first
-    that many test digits: a quicker, coarser check.
+    that many test digits: a quicker, coarser check. ``c_code`` finds generated C beside the
+    model too.
     """
     from mnist_edge._heavy import tensorflow_installed
     from mnist_edge.parity.bundle import locate_bundle, read_bundle
@@ -89,14 +91,14 @@ def choose_reference(
     if bundle is not None or not tensorflow_installed():
         if data is not None:
             raise MnistEdgeError("--data is for the Keras reference; a device bundle brings its own digits")
-        paths = resolve_artifacts(artifacts, model)
+        paths = resolve_artifacts(artifacts, model, c_code=c_code)
         found = locate_bundle(paths, model, bundle)
         why = "" if bundle is not None else "TensorFlow is not installed: "
         say(f"{why}verifying against the device bundle {found}")
         return paths, read_bundle(found).head(limit), None
     from mnist_edge.data import load_mnist_data
 
-    paths = resolve_artifacts(artifacts, reference_path(model))
+    paths = resolve_artifacts(artifacts, reference_path(model), c_code=c_code)
     mnist = load_mnist_data(data, log=say)
     if limit is not None:
         if limit < 1:
