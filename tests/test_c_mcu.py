@@ -1,0 +1,142 @@
+"""The generated C on other CPUs: aarch64 Linux under qemu-user, Cortex-M4F and Cortex-M3 boards
+under qemu-system-arm. Each must give the host's bytes (and so LiteRT's or TFLM's) image for
+image; on the boards the stack high-water mark and the instruction count are measured too.
+
+Slow (emulators); skipped with the reason when the cross tools are missing (`make mcu-tools`).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mnist_edge.errors import ToolchainError
+from mnist_edge.export.c import ROUNDINGS, generate
+from mnist_edge.parity import c_code
+
+pytestmark = pytest.mark.slow
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "mcu"
+IMAGES = 300  # test digits, and as many random images
+MLP_RAM_BYTES = 1024
+
+
+def _load_runner():
+    spec = importlib.util.spec_from_file_location("run_check", EXAMPLE / "run_check.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+runner = _load_runner()
+
+
+def _target(name: str):
+    target = runner.TARGETS[name]
+    missing = runner.missing_tools(target)
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not installed: run `make mcu-tools`")
+    return target
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory, exported) -> dict[str, Path]:
+    """The tiny model's C for each rounding, each in its own folder."""
+    data = exported["tflite", "int8"].path.read_bytes()
+    folders = {}
+    for rounding in ROUNDINGS:
+        folder = tmp_path_factory.mktemp(f"c-{rounding}")
+        source = generate(data, rounding=rounding)
+        (folder / source.c_name).write_bytes(source.c_bytes)
+        (folder / source.h_name).write_bytes(source.h_bytes)
+        folders[rounding] = folder
+    return folders
+
+
+@pytest.fixture(scope="module")
+def images(mnist) -> np.ndarray:
+    noise = np.random.default_rng(11).integers(0, 256, (IMAGES, 784), dtype=np.uint8)
+    return np.concatenate([mnist.x_test[-IMAGES:].reshape(-1, 784), noise])
+
+
+@pytest.fixture(scope="module")
+def host_bytes(exported):
+    """The host build's probability bytes for (rounding, images): the reference every target must equal
+    (test_c_export.py proves the host build equal to LiteRT and TFLM)."""
+    data = exported["tflite", "int8"].path.read_bytes()
+
+    def compute(rounding: str, images: np.ndarray) -> np.ndarray:
+        try:
+            c_code.find_compiler()
+        except ToolchainError as exc:
+            pytest.skip(str(exc))
+        with c_code.CLibrary(generate(data, rounding=rounding)) as library:
+            return library.run(images)[0]
+
+    return compute
+
+
+@pytest.mark.parametrize("rounding", sorted(ROUNDINGS))
+@pytest.mark.parametrize("name", ["aarch64", "cortex-m4", "cortex-m3"])
+def test_target_gives_the_hosts_bytes(tmp_path, models, images, host_bytes, name, rounding):
+    target = _target(name)
+    program = runner.build(target, models[rounding], tmp_path / "build", werror=True)
+    result = runner.run(target, program, images, tmp_path / "run")
+    expected = host_bytes(rounding, images)
+    assert result.outputs.shape == expected.shape
+    assert np.array_equal(result.outputs, expected), f"{(result.outputs != expected).sum()} bytes differ"
+    assert np.array_equal(result.tops, expected.argmax(axis=1))
+    if target.board is not None:
+        sizes = runner.section_sizes(target, tmp_path / "build")
+        ram = result.measurements["stack_bytes"] + sizes["data"] + sizes["bss"]
+        assert 0 < ram <= MLP_RAM_BYTES, result.measurements
+        assert result.measurements["milli_instructions_per_tick"] > 0
+
+
+def test_cortex_m4_runs_the_dsp_kernel_at_under_two_instructions_per_mac(tmp_path, models, images, exported):
+    target = _target("cortex-m4")
+    program = runner.build(target, models["litert"], tmp_path / "build")
+    instructions = runner.run(target, program, images[:2], tmp_path / "run").measurements[
+        "instructions_per_inference"
+    ]
+    macs = generate(exported["tflite", "int8"].path.read_bytes()).macs
+    assert instructions / macs <= 2.0, instructions
+    # The portable C on the M3 is the control: the DSP kernel is what makes the difference.
+    m3 = _target("cortex-m3")
+    plain = runner.run(m3, runner.build(m3, models["litert"], tmp_path / "m3"), images[:2], tmp_path / "r3")
+    assert plain.measurements["instructions_per_inference"] > 1.5 * instructions
+
+
+def test_mcu_demo_prints_the_hosts_predictions(tmp_path, models, mnist, host_bytes):
+    _target("cortex-m4")
+    build = tmp_path / "build"
+    done = subprocess.run(
+        [
+            "make",
+            "-s",
+            "-C",
+            str(EXAMPLE),
+            "run",
+            f"MODEL_DIR={models['litert']}",
+            f"BUILD={build}",
+            f"PYTHON={sys.executable}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    printed = done.stdout + done.stderr
+    assert done.returncode == 0, printed
+    predicted = [int(p) for p in re.findall(r"predicted (\d)", printed)]
+    expected = host_bytes("litert", mnist.x_test[:10]).argmax(axis=1).tolist()
+    assert predicted == expected
+    assert re.search(r"about \d+ instructions per digit", printed)
