@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast lint install clean arm-tools arm-check browser
+.PHONY: demo test test-fast lint install clean arm-tools arm-check browser mcu-tools mcu-demo
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -52,3 +52,23 @@ arm-check: $(STAMP) arm-tools
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+## Cross compilers and emulators for the C target (examples/mcu, the Arm/aarch64 tests): apt-get,
+## as root; installs only what is missing. (No newlib: the bare-metal code needs no C library.)
+MCU_PACKAGES := gcc make gcc-arm-none-eabi qemu-system-arm qemu-user gcc-aarch64-linux-gnu libc6-dev-arm64-cross
+mcu-tools:
+	@missing=$$(for p in $(MCU_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	    echo "installing:" $$missing; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+## The model as C on an emulated Cortex-M4F and Cortex-M3 (runs `make demo` first if there is no model).
+MCU_DIR := artifacts
+mcu-demo: $(STAMP) $(MCU_DIR)/model.keras
+	$(VENV)/bin/mnist-edge export --format c --model $(MCU_DIR)/model.keras
+	$(MAKE) -C examples/mcu run MODEL_DIR=$(abspath $(MCU_DIR)) PYTHON=$(abspath $(PY)) BOARD=mps2-an386
+	$(MAKE) -C examples/mcu run MODEL_DIR=$(abspath $(MCU_DIR)) PYTHON=$(abspath $(PY)) BOARD=mps2-an385
+
+$(MCU_DIR)/model.keras:
+	$(MAKE) demo
