@@ -304,3 +304,56 @@ def test_export_c_exports_the_int8_tflite_first_when_there_is_none(tmp_path, tin
     assert [(r.format, r.precision) for r in results] == [("tflite", "int8"), ("c", "int8")]
     assert "int tiny_infer(" in (tmp_path / "model.int8.h").read_text()
     assert read_manifest(tmp_path / "model.int8.c").generated_from["sha256"] == results[0].manifest.sha256
+
+
+def _boundary_images(layer: c_graph.Dense, wanted: int, rng: np.random.Generator) -> np.ndarray:
+    """Images that put a first-layer accumulator where float32 requantisation (LiteRT's XNNPACK)
+    and TFLite's single-rounding integer requantisation give different levels."""
+    images = []
+    for row in rng.permutation(layer.rows):
+        multiplier, shift = int(layer.multipliers[row]), int(layer.shifts[row])
+        scale = np.float32(layer.float_scales[row])
+        acc = np.arange(0, int(256 / float(scale)), dtype=np.int64)
+        as_float = np.rint((acc.astype(np.float32) * scale).astype(np.float32)).astype(np.int64)
+        single = (acc * multiplier + (1 << (30 - shift))) >> (31 - shift)
+        differ = acc[(as_float != single) & (as_float <= 255)]
+        for target in differ[:2]:
+            pixels = _reach(layer.weights[row].astype(np.int64), int(layer.bias[row]), int(target), rng)
+            if pixels is not None:
+                images.append(pixels)
+        if len(images) >= wanted:
+            break
+    return np.array(images, np.uint8)
+
+
+def _reach(w: np.ndarray, bias: int, target: int, rng: np.random.Generator) -> np.ndarray | None:
+    """Pixels p (0..255) with bias + w @ p == target, found greedily, or None."""
+    for _ in range(10):
+        p = rng.integers(0, 40, w.size).astype(np.int64)
+        acc = bias + int(w @ p)
+        order = rng.permutation(w.size)
+        for exact in (False, True):
+            for i in order:
+                need = target - acc
+                if need == 0 or w[i] == 0 or (exact and need % w[i]):
+                    continue
+                step = int(np.clip(need // w[i], -p[i], 255 - p[i]))
+                p[i] += step
+                acc += step * int(w[i])
+        if acc == target:
+            return p
+    return None
+
+
+@pytest.mark.slow
+def test_litert_rounding_is_xnnpacks_float_requantisation(int8_tflite, libraries):
+    # On natural images float32 and single-rounding integer requantisation almost never differ,
+    # so images are built to land on the accumulators where they do: the C must follow LiteRT.
+    data = int8_tflite.read_bytes()
+    first = c_graph.read_model(data).layers[0]
+    assert isinstance(first, c_graph.Dense)
+    images = _boundary_images(first, 200, np.random.default_rng(3))
+    assert len(images) >= 100
+    produced, _ = libraries("litert").run(images)
+    expected, _ = c_code.engine_outputs(data, images, "litert")
+    assert np.array_equal(produced, expected), f"{(produced != expected).sum()} bytes differ from LiteRT"
