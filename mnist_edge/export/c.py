@@ -25,18 +25,15 @@ from __future__ import annotations
 import itertools
 import re
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
-from string import Template
 from typing import Any
-
-import numpy as np
 
 from mnist_edge._files import sha256_bytes
 from mnist_edge._mnist import IMAGE_SHAPE, NUM_CLASSES, PIXELS
 from mnist_edge.errors import ExportError
 from mnist_edge.export._base import INPUT_NAME, INT8_PREPROCESSING, OUTPUT_NAME, ExportJob, Written
-from mnist_edge.export.c_graph import Dense, Model, Softmax, read_model
+from mnist_edge.export.c_graph import Layer, Model, read_model
+from mnist_edge.export.c_layers import EMITTERS, Emitter, template
 from mnist_edge.manifest import TensorSpec
 
 __all__ = ["DEFAULT_PREFIX", "DEFAULT_ROUNDING", "ROUNDINGS", "CSource", "check_prefix", "generate"]
@@ -51,7 +48,6 @@ DEFAULT_PREFIX = "mnist_edge"
 #: The file the C target writes (``artifact_name("c", "int8")``); its header is ``model.int8.h``.
 C_NAME = "model.int8.c"
 _PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,39}$")
-_VALUES_PER_LINE = 24
 
 
 @dataclass(frozen=True)
@@ -135,19 +131,18 @@ def generate(
         "classes": str(NUM_CLASSES),
     }
     data, constant_bytes = _data(model, rounding)
-    body, arena = _body(model)
-    c_text = _template("model.c").substitute(
+    body, arena = _body(model, rounding)
+    c_text = template("model.c").substitute(
         names,
         source_name_c=c_name,
         rounding=rounding,
         operators=" -> ".join(model.operators),
         macs=f"{model.macs:,}",
-        types=_template(f"layer_{rounding}.c").template if _has_dense(model) else "",
         data=data,
         kernels=_kernels(model, rounding),
         body=body,
     )
-    h_text = _template("header.h").substitute(
+    h_text = template("header.h").substitute(
         names,
         guard=re.sub(r"[^A-Z0-9]", "_", f"{macro}_{h_name.upper()}"),
         rows=str(IMAGE_SHAPE[0]),
@@ -167,115 +162,37 @@ def generate(
     )
 
 
-# --------------------------------------------------------------------------- pieces
+# --------------------------------------------------------------------------- assembly
 
 
-def _template(name: str) -> Template:
-    text = resources.files("mnist_edge.export").joinpath("c_templates", name).read_text(encoding="ascii")
-    return Template(text)
+def _emitter(layer: Layer, rounding: str) -> Emitter:
+    emitter = EMITTERS.get((type(layer), rounding))
+    if emitter is None:  # a lowering without C: a bug in the generator, not in the model
+        raise ExportError(f"no C emitter for {type(layer).__name__} layers ({rounding} rounding)")
+    return emitter
 
 
 def _kernels(model: Model, rounding: str) -> str:
-    parts: list[str] = []
-    if rounding == "tflm":
-        parts.append(_template("fixedpoint_tflm.c").template)
-    if _has_dense(model):
-        parts += [_template(f"requantize_{rounding}.c").template, _template("dense.c").template]
+    """Each kernel the layers need, once, in first-use order, then argmax."""
+    parts: dict[str, None] = {}
     for layer in model.layers:
-        if isinstance(layer, Softmax):
-            parts.append(_softmax(layer, rounding))
-            break  # one softmax kernel serves them all: the layer's constants are in its data
-    parts.append(_template("argmax.c").template)
+        parts.update(dict.fromkeys(_emitter(layer, rounding).kernels(rounding)))
+    parts[template("argmax.c").template] = None
     return "\n".join(parts)
 
 
-def _has_dense(model: Model) -> bool:
-    return any(isinstance(layer, Dense) for layer in model.layers)
-
-
-def _softmax(layer: Softmax, rounding: str) -> str:
-    if rounding == "litert":
-        return _template("softmax_litert.c").substitute(
-            output_scale=_float(1.0 / 256.0), output_zero_point="-128", output_offset=str(layer.output_offset)
-        )
-    return _template("softmax_tflm.c").substitute(
-        diff_min=str(layer.diff_min),
-        left_shift=str(layer.input_left_shift),
-        multiplier=str(layer.input_multiplier),
-        output_offset=str(layer.output_offset),
-    )
-
-
 def _data(model: Model, rounding: str) -> tuple[str, int]:
-    """The constant arrays and layer descriptors, and their size in bytes."""
-    chunks: list[str] = []
-    total = 0
-    softmaxes = [layer for layer in model.layers if isinstance(layer, Softmax)]
-    if len({layer.table.tobytes() for layer in softmaxes}) > 1 or (
-        rounding == "tflm"
-        and len({(s.input_multiplier, s.input_left_shift, s.diff_min) for s in softmaxes}) > 1
-    ):
-        raise ExportError("the model has softmax layers with different input scales; C supports one")
+    """Every layer's constant arrays and descriptor, and their size in bytes."""
+    chunks, total = [], 0
     for index, layer in enumerate(model.layers):
-        if isinstance(layer, Dense):
-            text, size = _dense_data(index, layer, rounding)
-        elif rounding == "litert" and index == model.layers.index(softmaxes[0]):
-            text = _array("static const float softmax_table[256]", [_float(v) for v in layer.table.tolist()])
-            size = 4 * 256
-        else:
-            continue
-        chunks.append(text)
+        text, size = _emitter(layer, rounding).data(f"layer{index}", layer, rounding)
+        if text:
+            chunks.append(text)
         total += size
     return "\n".join(chunks), total
 
 
-def _dense_data(index: int, layer: Dense, rounding: str) -> tuple[str, int]:
-    rows = -(-layer.rows // 4) * 4
-    weights = np.zeros((rows, layer.cols), np.int8)
-    weights[: layer.rows] = layer.weights
-    bias = np.zeros(rows, np.int64)
-    bias[: layer.rows] = layer.bias
-    name = f"layer{index}"
-    parts = [
-        _array(f"static const int8_t {name}_weights[{rows * layer.cols}] ALIGNED4", _interleave(weights)),
-        _array(f"static const int32_t {name}_bias[{rows}]", bias.tolist()),
-    ]
-    size = rows * layer.cols + 4 * rows
-    if rounding == "litert":
-        parts.append(
-            _array(f"static const float {name}_scale[{layer.rows}]", map(_float, layer.float_scales))
-        )
-        requant = f"{name}_scale"
-        size += 4 * layer.rows
-    else:
-        parts.append(
-            _array(f"static const int32_t {name}_multiplier[{layer.rows}]", layer.multipliers.tolist())
-        )
-        parts.append(_array(f"static const int8_t {name}_shift[{layer.rows}]", layer.shifts.tolist()))
-        requant = f"{name}_multiplier, {name}_shift"
-        size += 5 * layer.rows
-    parts.append(
-        f"static const struct dense {name} = {{{name}_weights, {name}_bias, {requant}, {layer.rows}, "
-        f"{layer.cols}, {layer.output_zero_point}, {layer.act_min}, {layer.act_max}, "
-        f"{layer.output_offset}}};\n"
-    )
-    return "\n".join(parts), size + 24
-
-
-def _interleave(weights: np.ndarray) -> list[int]:
-    """Rows in blocks of four; each block's columns four at a time (row 0's four bytes, row 1's,
-    row 2's, row 3's), then the remaining columns one at a time for the four rows."""
-    rows, cols = weights.shape
-    grouped = cols - cols % 4
-    blocks = []
-    for start in range(0, rows, 4):
-        block = weights[start : start + 4]
-        blocks.append(block[:, :grouped].reshape(4, grouped // 4, 4).transpose(1, 0, 2).ravel())
-        blocks.append(block[:, grouped:].T.ravel())
-    return np.concatenate(blocks).astype(np.int64).tolist()
-
-
-def _body(model: Model) -> tuple[str, int]:
+def _body(model: Model, rounding: str) -> tuple[str, int]:
     """The entry function's statements and its arena size: consecutive activations alternate
     between the two ends of one stack array, so it holds the largest adjacent pair."""
     inner = [layer.size for layer in model.layers[:-1]]  # the last layer writes the caller's buffer
@@ -288,28 +205,10 @@ def _body(model: Model) -> tuple[str, int]:
             target = "probabilities"
         else:
             target = "arena" if index % 2 == 0 else f"arena + {arena - layer.size}"
-        if isinstance(layer, Dense):
-            lines.append(f"    dense(&layer{index}, {source}, {target});")
-        else:
-            lines.append(f"    softmax({source}, {target}, {layer.size});")
+        lines.append("    " + _emitter(layer, rounding).call(f"layer{index}", layer, source, target))
         source = target
     lines.append(f"    return argmax(probabilities, {NUM_CLASSES});")
     return "\n".join(lines), arena
-
-
-def _float(value: float) -> str:
-    """An exact C float literal (hexadecimal, so no decimal rounding can creep in)."""
-    value = float(np.float32(value))
-    return "0.0f" if value == 0 else f"{value.hex()}f"
-
-
-def _array(declaration: str, values: Any) -> str:
-    items = [str(v) for v in values]
-    lines = [
-        "    " + ", ".join(items[i : i + _VALUES_PER_LINE]) + ","
-        for i in range(0, len(items), _VALUES_PER_LINE)
-    ]
-    return f"{declaration} = {{\n" + "\n".join(lines) + "\n};\n"
 
 
 def export_int8(job: ExportJob, path: Path) -> Written:

@@ -1,7 +1,7 @@
 """Read an int8 ``.tflite`` into the layers the C generator emits, with every constant computed.
 
-The file is first vetted by the runtime's structural check (:func:`check_tflite`), then read with
-the same bounds-checked flatbuffer reader, so the generator never trusts an offset it did not
+The file is first vetted by the runtime's structural check (``runtime/guard/tflite_check.py``), then
+read with the same bounds-checked flatbuffer reader, so the generator never trusts an offset it did not
 check. The graph must be a chain from one uint8 pixel input to one uint8 probability output;
 each operator is turned into a layer by one function of :data:`LOWERINGS` (adding an operator is
 one function and one line there). Any other operator is refused by name.
@@ -31,39 +31,7 @@ import numpy as np
 
 from mnist_edge._mnist import NUM_CLASSES, PIXEL_SCALE, PIXELS
 from mnist_edge.errors import ExportError
-from mnist_edge.runtime.guard.tflite_check import (
-    _BUF_DATA,
-    _MODEL_BUFFERS,
-    _MODEL_OPCODES,
-    _MODEL_SUBGRAPHS,
-    _OP_INPUTS,
-    _OP_OPCODE,
-    _OP_OUTPUTS,
-    _Q_DIMENSION,
-    _Q_SCALE,
-    _Q_ZERO_POINT,
-    _SG_INPUTS,
-    _SG_OPERATORS,
-    _SG_OUTPUTS,
-    _SG_TENSORS,
-    _T_BUFFER,
-    _T_QUANT,
-    _T_SHAPE,
-    _T_TYPE,
-    ALLOWED_OPERATORS,
-    MAX_BUFFERS,
-    MAX_OPERATOR_CODES,
-    MAX_OPERATORS,
-    MAX_RANK,
-    MAX_TENSOR_BYTES,
-    MAX_TENSORS,
-    TFLiteStructureError,
-    _Buffer,
-    _builtin_code,
-    _ints,
-    _Table,
-    check_tflite,
-)
+from mnist_edge.runtime.guard import tflite_check as fb  # the flatbuffer reader and its field slots
 
 __all__ = ["LOWERINGS", "Dense", "Layer", "Model", "Softmax", "read_model"]
 
@@ -117,7 +85,7 @@ class Operator:
     name: str
     inputs: tuple[int, ...]
     output: int
-    options: _Table | None
+    options: fb._Table | None
 
 
 @dataclass(frozen=True)
@@ -180,51 +148,54 @@ class Model:
 
 def _graph(data: bytes) -> tuple[list[Tensor], list[Operator], list[int], list[int]]:
     try:
-        check_tflite(data)
-    except TFLiteStructureError as exc:
+        fb.check_tflite(data)
+    except fb.TFLiteStructureError as exc:
         raise ExportError(f"not a usable .tflite file: {exc}") from None
-    buf = _Buffer(data)
+    buf = fb._Buffer(data)
     model = buf.table(buf.follow(0))
-    codes = [_builtin_code(c) for c in model.tables(_MODEL_OPCODES, MAX_OPERATOR_CODES, "opcodes")]
-    buffers = model.tables(_MODEL_BUFFERS, MAX_BUFFERS, "buffers")
-    subgraph = model.tables(_MODEL_SUBGRAPHS, 1, "subgraphs")[0]
+    codes = [fb._builtin_code(c) for c in model.tables(fb._MODEL_OPCODES, fb.MAX_OPERATOR_CODES, "opcodes")]
+    buffers = model.tables(fb._MODEL_BUFFERS, fb.MAX_BUFFERS, "buffers")
+    subgraph = model.tables(fb._MODEL_SUBGRAPHS, 1, "subgraphs")[0]
     tensors = [
-        _tensor(i, t, buffers, buf) for i, t in enumerate(subgraph.tables(_SG_TENSORS, MAX_TENSORS, "t"))
+        _tensor(i, t, buffers, buf)
+        for i, t in enumerate(subgraph.tables(fb._SG_TENSORS, fb.MAX_TENSORS, "t"))
     ]
     operators = []
-    for position, op in enumerate(subgraph.tables(_SG_OPERATORS, MAX_OPERATORS, "operators")):
-        code = codes[op.scalar(_OP_OPCODE, "I")]
-        (output,) = _ints(op, _OP_OUTPUTS, "outputs")
+    for position, op in enumerate(subgraph.tables(fb._SG_OPERATORS, fb.MAX_OPERATORS, "operators")):
+        code = codes[op.scalar(fb._OP_OPCODE, "I")]
+        (output,) = fb._ints(op, fb._OP_OUTPUTS, "outputs")
         operators.append(
             Operator(
                 position=position,
-                name=ALLOWED_OPERATORS[code].name,
-                inputs=tuple(_ints(op, _OP_INPUTS, "inputs")),
+                name=fb.ALLOWED_OPERATORS[code].name,
+                inputs=tuple(fb._ints(op, fb._OP_INPUTS, "inputs")),
                 output=output,
                 options=op.table(_OP_OPTIONS),
             )
         )
-    inputs = list(_ints(subgraph, _SG_INPUTS, "inputs"))
-    outputs = list(_ints(subgraph, _SG_OUTPUTS, "outputs"))
+    inputs = list(fb._ints(subgraph, fb._SG_INPUTS, "inputs"))
+    outputs = list(fb._ints(subgraph, fb._SG_OUTPUTS, "outputs"))
     return tensors, operators, inputs, outputs
 
 
-def _tensor(index: int, table: _Table, buffers: list[_Table], buf: _Buffer) -> Tensor:
-    kind = table.scalar(_T_TYPE, "b")
-    shape = tuple(int(d) for d in table.scalars(_T_SHAPE, "i", MAX_RANK, "shape"))
+def _tensor(index: int, table: fb._Table, buffers: list[fb._Table], buf: fb._Buffer) -> Tensor:
+    kind = table.scalar(fb._T_TYPE, "b")
+    shape = tuple(int(d) for d in table.scalars(fb._T_SHAPE, "i", fb.MAX_RANK, "shape"))
     data = None
-    found = buffers[table.scalar(_T_BUFFER, "I")].vector(_BUF_DATA, 1, MAX_TENSOR_BYTES, "buffer")
+    found = buffers[table.scalar(fb._T_BUFFER, "I")].vector(fb._BUF_DATA, 1, fb.MAX_TENSOR_BYTES, "buffer")
     if found is not None and found[1]:
         start, length = found
         data = bytes(buf.data[start : start + length])
     scales: tuple[float, ...] = ()
     zeros: tuple[int, ...] = ()
     axis = 0
-    quant = table.table(_T_QUANT)
+    quant = table.table(fb._T_QUANT)
     if quant is not None:
-        scales = tuple(float(s) for s in quant.scalars(_Q_SCALE, "f", MAX_TENSOR_BYTES, "scales"))
-        zeros = tuple(int(z) for z in quant.scalars(_Q_ZERO_POINT, "q", MAX_TENSOR_BYTES, "zero points"))
-        axis = quant.scalar(_Q_DIMENSION, "i")
+        scales = tuple(float(s) for s in quant.scalars(fb._Q_SCALE, "f", fb.MAX_TENSOR_BYTES, "scales"))
+        zeros = tuple(
+            int(z) for z in quant.scalars(fb._Q_ZERO_POINT, "q", fb.MAX_TENSOR_BYTES, "zero points")
+        )
+        axis = quant.scalar(fb._Q_DIMENSION, "i")
     return Tensor(index, shape, _DTYPES.get(kind, f"type {kind}"), scales, zeros, axis, data)
 
 
@@ -424,14 +395,14 @@ def _softmax(op: Operator, inputs: list[Tensor | None], output: Tensor) -> Softm
     )
 
 
-def _float_option(options: _Table | None) -> float:
+def _float_option(options: fb._Table | None) -> float:
     """Field 0 of an options table as float32 (absent: the schema's default, 0.0)."""
     bits = 0 if options is None else options.scalar(_OPTION_0, "i")
     return float(np.array([bits], np.int32).view(np.float32)[0])
 
 
 #: Operator name -> the function that turns it into a layer (or into nothing, for operators that
-#: only relabel the stored bytes). The C kernels of each layer type live in ``c_templates``.
+#: only relabel the stored bytes). Each layer type's C comes from ``c_layers.EMITTERS``.
 LOWERINGS: dict[str, Callable[[Operator, list[Tensor | None], Tensor], Layer | None]] = {
     "QUANTIZE": _quantize,
     "RESHAPE": _reshape,

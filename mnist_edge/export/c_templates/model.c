@@ -33,9 +33,8 @@
 #define ALIGNED4
 #endif
 
-${types}
-${data}
 ${kernels}
+${data}
 int ${prefix}_infer(const uint8_t pixels[${pixels}], uint8_t probabilities[${classes}]) {
 ${body}
 }

@@ -64,8 +64,10 @@ static int leading_zeros(uint32_t x) {
     return n;
 }
 
-static void softmax(const uint8_t *x, uint8_t *y, size_t n) {
-    const int32_t diff_min = ${diff_min};
+/* multiplier, left_shift: the input scale times beta for 5 integer bits; differences below
+ * diff_min give probability 0. Output: scale 1/256, zero point -128. */
+static void softmax(int32_t multiplier, int left_shift, int32_t diff_min, const uint8_t *x, uint8_t *y,
+                    size_t n) {
     int32_t top = 0;
     int32_t sum = 0;
     int32_t scale;
@@ -78,7 +80,7 @@ static void softmax(const uint8_t *x, uint8_t *y, size_t n) {
     for (i = 0; i < n; ++i) {
         const int32_t diff = (int32_t)x[i] - top;
         if (diff >= diff_min) {
-            const int32_t scaled = high_mul(diff * (1 << ${left_shift}), ${multiplier});
+            const int32_t scaled = high_mul(diff * (1 << left_shift), multiplier);
             sum = wrap_add(sum, shift_right_rounding(exp_negative(scaled), 12));
         }
     }
@@ -89,11 +91,11 @@ static void softmax(const uint8_t *x, uint8_t *y, size_t n) {
         const int32_t diff = (int32_t)x[i] - top;
         int32_t value = -128;
         if (diff >= diff_min) {
-            const int32_t scaled = high_mul(diff * (1 << ${left_shift}), ${multiplier});
+            const int32_t scaled = high_mul(diff * (1 << left_shift), multiplier);
             value = shift_right_rounding(high_mul(scale, exp_negative(scaled)), exponent) - 128;
             value = value > 127 ? 127 : value;
             value = value < -128 ? -128 : value;
         }
-        y[i] = (uint8_t)(value + ${output_offset});
+        y[i] = (uint8_t)(value + 128);
     }
 }

@@ -3,10 +3,8 @@
  * time for the four rows; rows are padded with zeros to a multiple of four. */
 struct dense {
     const int8_t *weights;
-    const int32_t *bias;       /* the model's bias minus the input zero point times the row sum */
-    const int32_t *multiplier; /* QuantizeMultiplier(input_scale * filter_scale / output_scale) */
-    const int8_t *shift;
-    uint16_t rows;
+    const int32_t *bias; /* the model's bias minus the input zero point times the row sum */
+${requantization}    uint16_t rows;
     uint16_t cols;
     int16_t zero_point; /* of the output */
     int16_t act_min;    /* clamp of the quantised output */
