@@ -256,11 +256,15 @@ def test_a_missing_compiler_is_a_clear_error(monkeypatch):
         c_code.find_compiler()
 
 
-def test_find_artifacts_lists_c_only_when_asked(c_folder):
+def test_find_artifacts_lists_generated_c_only_when_asked(c_folder, tmp_path):
     from mnist_edge.parity import find_artifacts
 
     assert "model.int8.c" not in [p.name for p in find_artifacts(c_folder)]
     assert "model.int8.c" in [p.name for p in find_artifacts(c_folder, c_code=True)]
+    for path in c_folder.iterdir():
+        shutil.copy(path, tmp_path)
+    (tmp_path / "main.c").write_text("int main(void) { return 0; }\n")  # someone's own source
+    assert [p.name for p in find_artifacts(tmp_path, c_code=True) if p.suffix == ".c"] == ["model.int8.c"]
 
 
 # --------------------------------------------------------------------------- the full check

@@ -20,6 +20,7 @@ from mnist_edge import CLASS_NAMES
 from mnist_edge._files import TMP_MARKER, sha256_file
 from mnist_edge.errors import ExportError
 from mnist_edge.export import (
+    MODEL_TARGETS,
     TARGETS,
     ExportResult,
     Target,
@@ -32,7 +33,7 @@ from mnist_edge.export import calibration as cal
 from mnist_edge.manifest import Manifest, read_manifest
 
 #: The model files (``all``); the C source is tested in test_c_export.py.
-COMBINATIONS = sorted(key for key, target in TARGETS.items() if target.in_all)
+COMBINATIONS = sorted(MODEL_TARGETS)
 SMOKE_IMAGES = 100
 runner = CliRunner()
 
@@ -488,9 +489,7 @@ def test_failure_mid_export_keeps_the_previous_file(monkeypatch, tmp_path, tiny_
 
 
 def test_expand_all_and_cli_precision_names():
-    assert [(t.format, t.precision) for t in expand("all", "all")] == [
-        k for k, t in TARGETS.items() if t.in_all
-    ]
+    assert [(t.format, t.precision) for t in expand("all", "all")] == list(MODEL_TARGETS)
     assert [(t.format, t.precision) for t in expand("tflite", "none")] == [("tflite", "fp32")]
     assert [(t.format, t.precision) for t in expand("all", "int8")] == [("tflite", "int8"), ("onnx", "int8")]
     assert [(t.format, t.precision) for t in expand("all", "float16")] == [("tflite", "fp16")]

@@ -13,10 +13,10 @@ import threading
 import numpy as np
 import pytest
 
-from mnist_edge.export import TARGETS
+from mnist_edge.export import MODEL_TARGETS
 from mnist_edge.runtime import fastpath, load
 
-KINDS = [key for key, target in TARGETS.items() if target.in_all]  # the runtime's files
+KINDS = list(MODEL_TARGETS)
 IDS = [f"{fmt}-{precision}" for fmt, precision in KINDS]
 
 

@@ -21,14 +21,14 @@ import pytest
 
 from mnist_edge import CLASS_NAMES
 from mnist_edge.errors import InputError, MnistEdgeError, ModelLoadError
-from mnist_edge.export import TARGETS
+from mnist_edge.export import MODEL_TARGETS
 from mnist_edge.manifest import TensorSpec, manifest_path
 from mnist_edge.runtime import BACKENDS, Classifier, ManifestWarning, load
 from mnist_edge.runtime.base import Backend
 from mnist_edge.runtime.litert import LiteRTBackend
 
 #: Every artifact kind export can produce, in its table's order: (format, precision).
-KINDS = list(TARGETS)
+KINDS = list(MODEL_TARGETS)
 IDS = [f"{fmt}-{precision}" for fmt, precision in KINDS]
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from ai_edge_litert.interpreter import Interpreter
 
-from mnist_edge.export import TARGETS
+from mnist_edge.export import MODEL_TARGETS
 from mnist_edge.runtime import load, tflite_fold
 from mnist_edge.runtime.tflite_fold import fold_input_division
 
@@ -55,7 +55,7 @@ def test_only_the_first_layers_weight_scales_change(exported):
     assert differing[-1] - differing[0] < 4 * len(expected)
 
 
-@pytest.mark.parametrize("kind", [k for k in TARGETS if k[0] == "tflite" and k != DYNAMIC], ids=str)
+@pytest.mark.parametrize("kind", [k for k in MODEL_TARGETS if k[0] == "tflite" and k != DYNAMIC], ids=str)
 def test_models_without_int8_weights_on_a_float_input_are_not_folded(exported, kind):
     assert fold_input_division(exported[kind].path.read_bytes(), 255.0) is None
 
@@ -73,7 +73,7 @@ def test_the_folded_model_on_pixels_answers_like_the_original_on_pixels_over_255
 
 def test_a_classifier_folds_the_dynamic_range_model_only(exported, mnist):
     pixels = mnist.x_test[:300]
-    for kind in TARGETS:
+    for kind in MODEL_TARGETS:
         clf = load(exported[kind].path)
         assert clf.folded_division == (kind == DYNAMIC), kind
     clf = load(exported[DYNAMIC].path)

@@ -33,6 +33,8 @@ from mnist_edge.manifest import Manifest, write_manifest
 __all__ = [
     "ALL",
     "DEFAULT_OPSET",
+    "DEFAULT_PRECISION",
+    "MODEL_TARGETS",
     "PRECISION_ALIASES",
     "TARGETS",
     "ExportResult",
@@ -88,6 +90,8 @@ TARGETS: dict[tuple[str, str], Target] = _table(
     # Firmware source, not a model file: built when asked for by name, and compiled to be verified.
     Target("c", "int8", _c.export_int8, requires=("tflite", "int8"), in_all=False),
 )
+#: The model files: what the runtime loads and ``--format all`` builds (generated source excepted).
+MODEL_TARGETS: dict[tuple[str, str], Target] = {key: t for key, t in TARGETS.items() if t.in_all}
 #: The precision a format is built in when none is asked for.
 DEFAULT_PRECISION: dict[str, str] = {"tflite": "fp32", "onnx": "fp32", "c": "int8"}
 

@@ -15,7 +15,14 @@ import numpy as np
 from mnist_edge import __version__
 from mnist_edge._files import sha256_file
 from mnist_edge.errors import MnistEdgeError, ModelLoadError
-from mnist_edge.manifest import ARTIFACT_SUFFIXES, PRECISIONS, Manifest, read_manifest, write_manifest
+from mnist_edge.manifest import (
+    ARTIFACT_SUFFIXES,
+    PRECISIONS,
+    Manifest,
+    manifest_path,
+    read_manifest,
+    write_manifest,
+)
 from mnist_edge.parity.bundle import DeviceBundle
 from mnist_edge.parity.metrics import Reference, compare, compute_reference, judge, reference_path
 from mnist_edge.parity.results import ParityReport, ParityRow
@@ -36,17 +43,20 @@ C_SUFFIX = ".c"
 
 
 def find_artifacts(folder: str | os.PathLike[str], *, c_code: bool = False) -> list[Path]:
-    """Every ``*.tflite`` / ``*.onnx`` in ``folder`` (and ``*.c`` with ``c_code``), sorted (temp
-    files of interrupted writers skipped)."""
+    """Every ``*.tflite`` / ``*.onnx`` in ``folder`` (and, with ``c_code``, every ``*.c`` that has a
+    manifest), sorted (temp files of interrupted writers skipped)."""
     from mnist_edge._files import TMP_MARKER
 
-    suffixes = (*ARTIFACT_SUFFIXES, C_SUFFIX) if c_code else ARTIFACT_SUFFIXES
     folder = Path(folder)
-    return sorted(
-        p
-        for p in folder.iterdir()
-        if p.is_file() and p.suffix.lower() in suffixes and TMP_MARKER not in p.name
-    )
+    found = []
+    for p in folder.iterdir():
+        if not p.is_file() or TMP_MARKER in p.name:
+            continue
+        suffix = p.suffix.lower()
+        # Only C with a manifest is an artifact: any other .c beside the model is someone's source.
+        if suffix in ARTIFACT_SUFFIXES or (c_code and suffix == C_SUFFIX and manifest_path(p).is_file()):
+            found.append(p)
+    return sorted(found)
 
 
 def resolve_artifacts(

@@ -19,13 +19,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mnist_edge.export import TARGETS
+from mnist_edge.export import MODEL_TARGETS
 
 WORKER = Path(__file__).with_name("thread_worker.py")
 THREADS = 16
 CALLS = int(os.environ.get("MNIST_EDGE_THREAD_CALLS", "2000"))
 TIMEOUT_S = 300
-KINDS = list(TARGETS)
+KINDS = list(MODEL_TARGETS)
 
 
 @pytest.fixture(scope="module")

@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 
 from mnist_edge.errors import ModelLoadError
-from mnist_edge.export import TARGETS
+from mnist_edge.export import MODEL_TARGETS
 from mnist_edge.manifest import manifest_path
 from mnist_edge.runtime import BACKENDS, Classifier, load
 
-KINDS = list(TARGETS)
+KINDS = list(MODEL_TARGETS)
 IDS = [f"{fmt}-{precision}" for fmt, precision in KINDS]
 
 

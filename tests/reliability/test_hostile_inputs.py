@@ -25,12 +25,12 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import array_shapes
 
 from mnist_edge.errors import InputError
-from mnist_edge.export import TARGETS
+from mnist_edge.export import MODEL_TARGETS
 from mnist_edge.runtime import Classifier, load
 
 FAST_EXAMPLES = 400
 SLOW_EXAMPLES = int(os.environ.get("MNIST_EDGE_HYPOTHESIS_EXAMPLES", "5000"))
-KINDS = list(TARGETS)
+KINDS = list(MODEL_TARGETS)
 
 INTEGER_DTYPES = ["uint8", "int8", "int16", "int32", "int64", "uint16", "uint32", "uint64", ">u2", ">i8"]
 FLOAT_DTYPES = ["float16", "float32", "float64", ">f4", ">f8"]

@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 
 from mnist_edge.cli import app
 from mnist_edge.errors import ModelLoadError
-from mnist_edge.export import TARGETS
+from mnist_edge.export import MODEL_TARGETS
 from mnist_edge.manifest import manifest_path
 from mnist_edge.runtime import load
 from mnist_edge.runtime.guard import sandbox
@@ -31,7 +31,7 @@ from mnist_edge.runtime.guard.sandbox import Sandbox, check_isolated
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
 ROOT = Path(__file__).resolve().parents[2]
-KINDS = list(TARGETS)
+KINDS = list(MODEL_TARGETS)
 
 SITECUSTOMIZE = """
 import os
