@@ -13,11 +13,11 @@ import pytest
 
 from mnist_edge._files import sha256_bytes
 from mnist_edge.errors import ModelLoadError
-from mnist_edge.export import TARGETS
+from mnist_edge.export import MODEL_TARGETS
 from mnist_edge.manifest import manifest_path, read_manifest
 from mnist_edge.runtime import known_answers, load, preprocess
 
-KINDS = list(TARGETS)
+KINDS = list(MODEL_TARGETS)
 IDS = [f"{fmt}-{precision}" for fmt, precision in KINDS]
 #: The classes a tampered final layer swaps: a "3" is read as an "8" and back.
 SWAPPED = (3, 8)

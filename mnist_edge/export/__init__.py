@@ -66,8 +66,9 @@ class Target:
     #: The (format, precision) artifact this one is generated from; it is exported first, or
     #: reused when the one beside it came from the same model with the same calibration.
     requires: tuple[str, str] | None = None
-    #: False for a target built only when named (``--format all`` leaves it out).
-    in_all: bool = True
+    #: A model file the runtime loads: ``--format all`` builds it and its known answers are recorded.
+    #: False for generated source (the C target), built only when asked for by name.
+    model_file: bool = True
 
     @property
     def filename(self) -> str:
@@ -88,10 +89,10 @@ TARGETS: dict[tuple[str, str], Target] = _table(
     Target("onnx", "fp32", _onnx.export_fp32, preflight=_onnx.check_opset),
     Target("onnx", "int8", _onnx.export_int8, calibrated=True, preflight=_onnx.check_opset),
     # Firmware source, not a model file: built when asked for by name, and compiled to be verified.
-    Target("c", "int8", _c.export_int8, requires=("tflite", "int8"), in_all=False),
+    Target("c", "int8", _c.export_int8, requires=("tflite", "int8"), model_file=False),
 )
 #: The model files: what the runtime loads and ``--format all`` builds (generated source excepted).
-MODEL_TARGETS: dict[tuple[str, str], Target] = {key: t for key, t in TARGETS.items() if t.in_all}
+MODEL_TARGETS: dict[tuple[str, str], Target] = {key: t for key, t in TARGETS.items() if t.model_file}
 #: The precision a format is built in when none is asked for.
 DEFAULT_PRECISION: dict[str, str] = {"tflite": "fp32", "onnx": "fp32", "c": "int8"}
 
@@ -160,7 +161,9 @@ def expand(formats: str | Sequence[str], precisions: str | Sequence[str] | None 
     for fmt in _names(formats):
         fmt = fmt.strip().lower()
         if fmt == ALL:
-            fmts.extend(f for f in known_formats if any(t.in_all for t in TARGETS.values() if t.format == f))
+            fmts.extend(
+                f for f in known_formats if any(t.model_file for t in TARGETS.values() if t.format == f)
+            )
         elif fmt in known_formats:
             fmts.append(fmt)
         else:
@@ -360,7 +363,7 @@ def _export_one(target: Target, job: ExportJob, final: Path, common: dict[str, A
         **common,
     )
     written_manifest = write_manifest(final, manifest)
-    if target.in_all:  # a model file: the runtime reads it back, as a device will, on the probe images
+    if target.model_file:  # a model file: the runtime reads it back, as a device will, on the probe images
         manifest = manifest.replace(known_answers=_known_answers(final))
         written_manifest = write_manifest(final, manifest)
     return ExportResult(
