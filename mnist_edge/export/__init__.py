@@ -219,7 +219,7 @@ def export_many(
     outputs on them, for verifying on a device without TensorFlow - is written beside the artifacts
     first (kept if the one there is already this model's), and every manifest records its sha256.
     Each manifest also gets the file's known answers (``runtime/known_answers.py``)."""
-    from mnist_edge.model import load_model
+    from mnist_edge.model import check_exportable, load_model, output_kind
 
     targets = expand(formats, precisions)
     for target in targets:
@@ -228,7 +228,8 @@ def export_many(
     model_path = Path(model_path)
     out = _writable_dir(Path(out_dir) if out_dir is not None else model_path.parent)
     sweep_stale_temps(out)  # what a killed earlier run left behind
-    model = load_model(model_path)  # safe_mode=True; refuses anything but the MNIST classifier
+    model = load_model(model_path)  # safe_mode=True; refuses anything but an MNIST classifier
+    check_exportable(model, model_path)  # a layer the converters or our runtime cannot take
     calibration = None
     calibrated = any(t.calibrated for t in targets)
     mnist = None
@@ -240,6 +241,7 @@ def export_many(
     common: dict[str, Any] = {
         "source_model_sha256": sha256_file(model_path),
         "versions": package_versions(VERSIONED),
+        "output_kind": output_kind(model),
     }
     packed = None
     if bundle:

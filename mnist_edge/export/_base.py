@@ -26,6 +26,11 @@ class ExportJob:
     opset: int
     calibration: CalibrationSet | None = None
 
+    @property
+    def per_image(self) -> tuple[int, ...]:
+        """The model's per-image input shape: ``(28, 28)``, ``(784,)`` or ``(28, 28, 1)``."""
+        return tuple(int(d) for d in self.model.inputs[0].shape[1:])
+
     def calibration_set(self) -> CalibrationSet:
         if self.calibration is None:  # the table says which exporters calibrate; this is a bug guard
             raise RuntimeError("this exporter needs calibration images but the job has none")
