@@ -112,16 +112,16 @@ RECIPES: dict[str, dict[str, Any]] = {
 
 
 def describe(config: dict[str, Any]) -> str:
-    """A recipe in one sentence, from a config as ``metrics.json`` stores it (older files lack the
+    """A recipe in one line, from a config as ``metrics.json`` stores it (older files lack the
     newer fields: they were the tutorial's recipe)."""
-    optimizer = {"sgd": "SGD", "adam": "Adam"}.get(str(config.get("optimizer", "sgd")), "?")
+    optimizer = "Adam" if config.get("optimizer") == "adam" else "SGD"
     rate = f"learning rate {config.get('learning_rate')}"
     if config.get("schedule", "constant") == "cosine":
         rate += " with a cosine decay to 0"
+    epochs = config.get("epochs")
     text = (
-        f"{str(config.get('arch', 'mlp')).upper()}: {optimizer} "
-        f"({rate}), sparse categorical cross-entropy, batch {config.get('batch_size')}, "
-        f"{config.get('epochs')} epochs"
+        f"{optimizer} ({rate}), sparse categorical cross-entropy, batch {config.get('batch_size')}, "
+        f"{epochs} epoch{'' if epochs == 1 else 's'}"
     )
     shift = config.get("augment_shift") or 0
     if shift:
@@ -289,6 +289,7 @@ def train(
     save_keras(model, paths["model.keras"])
     metrics = evaluation_payload(model, arrays["x_test"], arrays["y_test"])
     metrics.update(
+        params=int(model.count_params()),
         train_seconds=seconds,
         val_accuracy=history["val_accuracy"][-1],
         config=asdict(config),
