@@ -32,9 +32,9 @@ def test_option_mistakes_are_one_line_and_exit_2(args, message, tmp_path):
     assert not (tmp_path / "out").exists()  # refused before any stage ran
 
 
-def test_compare_needs_two_folders(exported_dir):
+def test_compare_needs_two_folders(tmp_path):
     with pytest.raises(Exception, match="at least two folders"):
-        compare([exported_dir])
+        compare([tmp_path])
 
 
 @pytest.mark.slow
