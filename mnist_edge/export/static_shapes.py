@@ -5,8 +5,8 @@ Keras's ``Flatten`` and ``Reshape`` read the batch size at run time (``reshape(x
 XNNPACK delegate, whose output shape depends on a tensor's value (so LiteRT plans memory again
 inside ``invoke``); tf2onnx turns it into Shape, Gather, Cast, Slice and Concat wherever it cannot
 fold the shape (after a convolution's layout transpose, for instance). A reshape to
-``(-1, *target)`` computes the same numbers with one constant: the TFLite MLP measured identical
-outputs and 1.2-1.5 us less per batch-1 invoke, and the ONNX graph keeps to the operators a
+``(-1, *target)`` computes the same numbers with one constant: identical outputs, a shorter
+batch-1 invoke for TFLite (README has the figure), and an ONNX graph that keeps to the operators a
 classifier needs, which the runtime's structural pre-check holds it to.
 
 :func:`static_shapes` rebuilds the model with those layers swapped; every other layer is shared,
