@@ -56,6 +56,13 @@ def test_every_export_of_each_layer_family_loads_and_passes_parity(family, mnist
     assert not failed, failed
     assert report.passed and len(report.rows) == len(TARGETS)
 
+    # The benchmark times the Keras model on the test digits, whatever input shape it takes.
+    from mnist_edge.bench import BenchOptions, benchmark_keras
+
+    budget = BenchOptions.checked(batch_sizes="1,8", min_time="1ms", min_calls=3)
+    keras_timing = benchmark_keras(model_path, mnist.x_test[:64], budget, memory=False)
+    assert keras_timing.call_latency.p50_us > 0 and set(keras_timing.predict_latency_by_batch) == {1, 8}
+
 
 # --------------------------------------------------------------------------- what export refuses
 
