@@ -22,6 +22,10 @@ SCHEMA_VERSION = 1
 FORMATS = ("tflite", "onnx", "c")
 PRECISIONS = ("fp32", "fp16", "dynamic", "int8")
 DTYPES = ("float32", "float16", "uint8", "int8")
+#: What a model's output means: ``probabilities`` (it ends in a softmax) or ``logits`` (the runtime
+#: applies the softmax). Manifests written before the field existed leave it out: then the runtime
+#: tells the two apart from the outputs, as it does for a file without a manifest.
+OUTPUT_KINDS = ("probabilities", "logits")
 #: The file suffixes of exported artifacts (what verify and benchmark look for beside a model).
 ARTIFACT_SUFFIXES = (".tflite", ".onnx")
 
@@ -95,6 +99,8 @@ class Manifest:
     #: Set for an artifact generated from another (the C source from the int8 .tflite): that file's
     #: name and sha256 and the generator's options, so that verify can regenerate and compare.
     generated_from: dict[str, Any] | None = None
+    #: "probabilities" or "logits" (:data:`OUTPUT_KINDS`); None in manifests older than the field.
+    output_kind: str | None = None
     created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     schema_version: int = SCHEMA_VERSION
 
@@ -122,6 +128,9 @@ class Manifest:
                 raise ValueError(f"format {fmt!r} is not one of {', '.join(FORMATS)}")
             if precision not in PRECISIONS:
                 raise ValueError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+            output_kind = data.get("output_kind")
+            if output_kind is not None and output_kind not in OUTPUT_KINDS:
+                raise ValueError(f"output_kind {output_kind!r} is not one of {', '.join(OUTPUT_KINDS)}")
             class_names = tuple(str(n) for n in data["class_names"])
             sha = str(data["sha256"])
             if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
@@ -142,6 +151,7 @@ class Manifest:
                 known_answers=_optional_dict(data, "known_answers"),
                 device_bundle=_optional_dict(data, "device_bundle"),
                 generated_from=_optional_dict(data, "generated_from"),
+                output_kind=output_kind,
                 created_at=str(data.get("created_at", "")),
                 schema_version=int(version),
             )

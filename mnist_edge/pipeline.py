@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mnist_edge._files import atomic_write_json, sha256_file
-from mnist_edge.errors import ParityError
+from mnist_edge.errors import MnistEdgeError, ParityError
 
 if TYPE_CHECKING:
     from mnist_edge.data import MnistData
@@ -38,12 +38,18 @@ FULL_BENCH_BUDGET = {"min_time": 0.25, "min_calls": 20}
 @dataclass(frozen=True)
 class PipelineConfig:
     out_dir: Path = Path("artifacts")
-    epochs: int = 30
+    #: The network to train (``mnist_edge.model.ARCHITECTURES``), with its recipe.
+    arch: str = "mlp"
+    #: None: the recipe's (30 for both architectures).
+    epochs: int | None = None
     quick: bool = False
     force: bool = False
     data_path: Path | None = None
     threads: int = 1
     seed: int = 42
+    #: Another pipeline folder (e.g. the MLP's): its files and this run's are measured side by side
+    #: in one run, and the report shows both architectures; the other folder is the ratios' base.
+    compare_with: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -133,8 +139,10 @@ def _train_config(config: PipelineConfig) -> TrainConfig:
     from mnist_edge.train import TrainConfig
 
     if config.quick:
-        return TrainConfig(epochs=1, train_limit=QUICK_TRAIN_IMAGES, seed=config.seed, verbose=0)
-    return TrainConfig(epochs=config.epochs, seed=config.seed, verbose=2)
+        return TrainConfig.recipe(
+            config.arch, epochs=1, train_limit=QUICK_TRAIN_IMAGES, seed=config.seed, verbose=0
+        )
+    return TrainConfig.recipe(config.arch, epochs=config.epochs, seed=config.seed, verbose=2)
 
 
 def _bench_options(config: PipelineConfig) -> dict[str, Any]:
@@ -144,6 +152,23 @@ def _bench_options(config: PipelineConfig) -> dict[str, Any]:
     if config.quick:
         return QUICK_BENCH
     return {"batch_sizes": DEFAULT_BATCH_SIZES, **FULL_BENCH_BUDGET}
+
+
+def _comparison_folder(config: PipelineConfig) -> Path | None:
+    """``--compare-with``, checked before anything runs: a folder holding exported files."""
+    if config.compare_with is None:
+        return None
+    from mnist_edge.parity import find_artifacts
+
+    folder = Path(config.compare_with)
+    if not folder.is_dir() or not find_artifacts(folder):
+        raise MnistEdgeError(
+            f"--compare-with {folder} is not a folder of exported files: give the output folder of "
+            "another pipeline run (e.g. artifacts, the MLP's)"
+        )
+    if folder.resolve() == Path(config.out_dir).resolve():
+        raise MnistEdgeError("--compare-with names the output folder itself: give the other run's folder")
+    return folder
 
 
 def run_pipeline(
@@ -159,10 +184,13 @@ def run_pipeline(
     from mnist_edge import data as data_mod
     from mnist_edge import plots
     from mnist_edge.export import expand, export_many
-    from mnist_edge.parity import DEFAULT_TOLERANCES, verify
-    from mnist_edge.report import write_report
+    from mnist_edge.parity import DEFAULT_TOLERANCES, find_artifacts, verify
+    from mnist_edge.report import COMPARISON_NAME, write_report
     from mnist_edge.train import train
 
+    train_config = _train_config(config)
+    train_config.validate()  # a bad option fails before any stage runs
+    other = _comparison_folder(config)
     say = log or (lambda _msg: None)
     show = progress or (lambda _result: None)
     out = Path(config.out_dir)
@@ -191,8 +219,7 @@ def run_pipeline(
 
     data_info = stage("data", {"hashes": data_mod.EXPECTED_SHA256, "path": config.data_path}, do_data)
 
-    # 2. train: the tutorial's recipe (skipped while the config is unchanged and the model exists).
-    train_config = _train_config(config)
+    # 2. train: the architecture's recipe (skipped while the config is unchanged and the model exists).
 
     def do_train() -> tuple[dict[str, Any], list[Path]]:
         result = train(train_config, out, data=mnist())
@@ -256,10 +283,33 @@ def run_pipeline(
         do_benchmark,
     )
 
-    # 6. report: regenerated whenever anything it reads changed.
+    # 6. compare (--compare-with): the other folder's files and this one's, measured in one run.
+    if other is not None:
+
+        def do_compare() -> tuple[dict[str, Any], list[Path]]:
+            from mnist_edge.compare import compare
+
+            budget = {k: v for k, v in bench_options.items() if k in ("min_time", "min_calls")}
+            sizes = (1, max(bench_options["batch_sizes"]))
+            comparison = compare(
+                [other, out], images=mnist().x_test, threads=config.threads, batch_sizes=sizes, **budget
+            )
+            atomic_write_json(out / COMPARISON_NAME, comparison.to_dict())
+            names = " vs ".join(run.name for run in comparison.runs)
+            return {"note": f"{names}, {len(comparison.rows)} files"}, [out / COMPARISON_NAME]
+
+        compare_inputs = {
+            "artifacts": exported["artifacts"],
+            "other": {str(p): sha256_file(p) for p in find_artifacts(other)},
+            "threads": config.threads,
+            **bench_options,
+        }
+        stage("compare", compare_inputs, do_compare)
+
+    # 7. report: regenerated whenever anything it reads changed.
     report_inputs = {
         name: sha256_file(out / name) if (out / name).is_file() else None
-        for name in ("metrics.json", "parity.json", "benchmark.json", "samples.png")
+        for name in ("metrics.json", "parity.json", "benchmark.json", "samples.png", COMPARISON_NAME)
     }
 
     def do_report() -> tuple[dict[str, Any], list[Path]]:

@@ -17,12 +17,15 @@ from mnist_edge._mnist import PIXEL_SCALE
 from mnist_edge._mnist import TUTORIAL_ACCURACY as TUTORIAL
 from mnist_edge._text import num
 from mnist_edge.environment import git_commit, machine_info
+from mnist_edge.train import describe
 
 if TYPE_CHECKING:
     from mnist_edge.bench import BenchmarkReport
     from mnist_edge.parity import ParityReport
 
 REPORT_NAME = "report.md"
+#: Written by the pipeline's compare stage (``--compare-with``): :class:`mnist_edge.compare.Comparison`.
+COMPARISON_NAME = "architectures.json"
 
 
 def _load(path: Path) -> Any:
@@ -91,8 +94,7 @@ def _training_section(metrics: dict[str, Any]) -> list[str]:
     if config:
         limit = config.get("train_limit")
         lines.append(
-            f"Recipe: SGD (learning rate {config.get('learning_rate')}), sparse categorical "
-            f"cross-entropy, batch {config.get('batch_size')}, {config.get('epochs')} epochs, "
+            f"Recipe ({str(config.get('arch', 'mlp')).upper()}): {describe(config)}, "
             f"pixels / {PIXEL_SCALE:g}, the first {config.get('validation_size')} training images held "
             f"out for validation, seed {config.get('seed')}"
             + (f"; training limited to {limit} images (--quick)" if limit else "")
@@ -103,8 +105,8 @@ def _training_section(metrics: dict[str, Any]) -> list[str]:
         "",
         "| | val accuracy | test accuracy | training time |",
         "|---|---|---|---|",
-        f"| tutorial | {TUTORIAL['val_accuracy']:.4f} | {TUTORIAL['test_accuracy']:.4f} | |",
-        f"| this run | {num(val, '.4f')} | {num(test, '.4f')} "
+        f"| tutorial's MLP | {TUTORIAL['val_accuracy']:.4f} | {TUTORIAL['test_accuracy']:.4f} | |",
+        f"| this run ({str(config.get('arch', 'mlp')).upper()}) | {num(val, '.4f')} | {num(test, '.4f')} "
         f"| {num(metrics.get('train_seconds'), '.1f', ' s')} |",
         "",
         "![Training curves](training_curves.png)",
@@ -190,7 +192,30 @@ def _environment_section(metrics: dict[str, Any], bench: BenchmarkReport | None)
     return lines
 
 
-def _parity(folder: Path) -> ParityReport | None:
+def _architectures_section(folder: Path) -> list[str]:
+    """Both architectures side by side, when the pipeline compared this folder with another one."""
+    from mnist_edge.compare import Comparison
+
+    data = _load(folder / COMPARISON_NAME)
+    try:
+        comparison = Comparison.from_dict(data) if data else None
+    except (KeyError, TypeError, ValueError):
+        comparison = None
+    if comparison is None:
+        return []
+    base = comparison.runs[0].name.upper()
+    return [
+        "### Architectures side by side",
+        "",
+        f"Every file of both folders measured in one run ({comparison.threads} engine thread(s), "
+        f"batch-1 p50 through the runtime, {comparison.created_at}); ratios are to the {base}'s file "
+        "of the same format and precision.",
+        "",
+        comparison.to_markdown(),
+    ]
+
+
+def load_parity(folder: Path) -> ParityReport | None:
     """``parity.json`` as the parity module reads it; None when it is missing or not that format."""
     from mnist_edge.parity import ParityReport
 
@@ -205,7 +230,7 @@ def render(folder: Path, data_info: dict[str, Any] | None = None) -> str:
     from mnist_edge.bench import BenchmarkReport
 
     metrics = _load(folder / "metrics.json") or {}
-    parity = _parity(folder)
+    parity = load_parity(folder)
     bench_dict = _load(folder / "benchmark.json")
     bench = BenchmarkReport.from_dict(bench_dict) if bench_dict else None
     rows = bundle_rows(parity, bench)
@@ -214,6 +239,7 @@ def render(folder: Path, data_info: dict[str, Any] | None = None) -> str:
     lines += _training_section(metrics)
     lines += _bundle_section(parity, rows)
     lines += _benchmark_section(bench)
+    lines += _architectures_section(folder)
     lines += _embed_section(folder, rows)
     lines += _environment_section(metrics, bench)
     return "\n".join(lines) + "\n"

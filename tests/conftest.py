@@ -54,3 +54,17 @@ def exported(tmp_path_factory, tiny_model_path, mnist):
 def exported_dir(exported) -> Path:
     """The folder holding every export of the tiny model (``model.<precision>.<ext>`` + manifests)."""
     return next(iter(exported.values())).path.parent
+
+
+@pytest.fixture(scope="session")
+def cnn_exported(tmp_path_factory, mnist):
+    """Every export of a tiny CNN holding every convolutional layer family
+    (``layer_families.all_conv_layers``), as ``{(fmt, precision): ExportResult}``."""
+    from layer_families import all_conv_layers, train_tiny
+
+    from mnist_edge.export import export_many
+
+    out = tmp_path_factory.mktemp("cnn_exported")
+    model = train_tiny(all_conv_layers(), mnist, out / "model.keras", images=3000)
+    results = export_many(model, "all", "all", out, data=mnist)
+    return {(r.format, r.precision): r for r in results}

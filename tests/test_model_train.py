@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 from mnist_edge import CLASS_NAMES
 from mnist_edge.cli import app
 from mnist_edge.errors import MnistEdgeError, ModelLoadError
-from mnist_edge.model import PARAM_COUNT, build_model, load_model
-from mnist_edge.train import TrainConfig, train
+from mnist_edge.model import CNN_PARAM_COUNT, PARAM_COUNT, build_model, load_model
+from mnist_edge.train import RECIPES, TrainConfig, train
 
 runner = CliRunner()
 
@@ -70,6 +70,63 @@ def test_different_seed_gives_different_weights(tmp_path, mnist, tiny_model_path
 def test_invalid_config_is_a_clear_error(field):
     with pytest.raises(MnistEdgeError, match="invalid"):
         TrainConfig(**{field: 0}).validate()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"arch": "rnn"}, "invalid arch 'rnn': use one of mlp, cnn"),
+        ({"optimizer": "rmsprop"}, "invalid optimizer 'rmsprop'"),
+        ({"schedule": "step"}, "invalid schedule 'step'"),
+        ({"augment_shift": 9}, "invalid augment shift 9"),
+    ],
+)
+def test_invalid_recipe_fields_are_clear_errors(change, message):
+    with pytest.raises(MnistEdgeError, match=message):
+        TrainConfig(**change).validate()
+
+
+def test_the_mlp_recipe_is_the_tutorials():
+    config = TrainConfig.recipe("mlp")
+    assert config == TrainConfig()
+    assert (config.epochs, config.batch_size, config.learning_rate) == (30, 32, 0.01)
+    assert (config.optimizer, config.schedule, config.augment_shift) == ("sgd", "constant", 0)
+
+
+def test_the_cnn_recipe_with_overrides():
+    config = TrainConfig.recipe("cnn", epochs=3, learning_rate=None, seed=7)
+    assert config.arch == "cnn" and config.epochs == 3 and config.seed == 7
+    assert config.learning_rate == RECIPES["cnn"]["learning_rate"]  # None leaves the recipe's
+    assert (config.optimizer, config.schedule) == ("adam", "cosine") and config.augment_shift > 0
+    with pytest.raises(MnistEdgeError, match="unknown --arch 'rnn'"):
+        TrainConfig.recipe("rnn")
+    with pytest.raises(MnistEdgeError, match="unknown --arch 'rnn'"):
+        build_model("rnn")
+
+
+def test_the_edge_cnn_is_small_exportable_and_takes_the_mlps_input():
+    from mnist_edge.model import check_exportable, output_kind
+
+    model = build_model("cnn")
+    assert model.count_params() == CNN_PARAM_COUNT == 34_138
+    assert tuple(model.inputs[0].shape) == (None, 28, 28)
+    assert [layer.filters for layer in model.layers if type(layer).__name__ == "Conv2D"] == [16, 32, 64]
+    check_exportable(model)
+    assert output_kind(model) == "probabilities"
+
+
+@pytest.mark.slow
+def test_cnn_training_is_seeded_and_saves_no_augmentation(tmp_path, mnist):
+    config = TrainConfig.recipe("cnn", epochs=1, train_limit=8000, verbose=0)
+    first = train(config, tmp_path / "a", data=mnist)
+    second = train(config, tmp_path / "b", data=mnist)
+    a, b = (load_model(r.paths["model.keras"]) for r in (first, second))
+    assert all(np.array_equal(x, y) for x, y in zip(a.get_weights(), b.get_weights(), strict=True))
+    kinds = [type(layer).__name__ for layer in a.layers]
+    assert kinds == [type(layer).__name__ for layer in build_model("cnn").layers]  # no RandomTranslation
+    metrics = json.loads(Path(first.paths["metrics.json"]).read_text())
+    assert metrics["config"]["arch"] == "cnn" and metrics["config"]["augment_shift"] == config.augment_shift
+    assert first.test_accuracy > 0.8  # 63 steps, evaluated with batch statistics that have settled
 
 
 def test_load_model_refuses_h5_and_missing_files(tmp_path):

@@ -104,7 +104,7 @@ def _dynamic_range(model) -> bytes:
 def test_graphs_the_fold_is_not_exact_for_are_left_alone():
     import keras
 
-    from mnist_edge.export.tflite import static_flatten
+    from mnist_edge.export.static_shapes import static_shapes
 
     def mlp(*, branches: int):
         inputs = keras.Input((28, 28))
@@ -122,4 +122,4 @@ def test_graphs_the_fold_is_not_exact_for_are_left_alone():
         [keras.Input((28, 28)), keras.layers.Flatten(), keras.layers.Dense(32), keras.layers.Dense(10)]
     )
     assert fold_input_division(_dynamic_range(flatten), 255.0) is None
-    assert fold_input_division(_dynamic_range(static_flatten(flatten)), 255.0) is not None
+    assert fold_input_division(_dynamic_range(static_shapes(flatten)), 255.0) is not None

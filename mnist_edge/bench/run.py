@@ -112,12 +112,12 @@ def benchmark_keras(
     path = Path(path)
     step(f"{path.name}: load Keras")
     tf_threads = _set_tf_threads(options.threads)
-    from mnist_edge.model import load_model
+    from mnist_edge.model import as_model_input, load_model
 
     budget = {"min_time": options.min_time, "min_calls": options.min_calls}
     start = time.perf_counter()
     model = load_model(path)
-    x1 = images[:1].astype(np.float32) / PIXEL_SCALE
+    x1 = as_model_input(model, images[:1].astype(np.float32) / PIXEL_SCALE)
     model.predict(x1, verbose=0)
     load_seconds = time.perf_counter() - start
 
@@ -128,7 +128,7 @@ def benchmark_keras(
     predict = {1: predict1}
     for size in options.batch_sizes[1:]:  # sorted, and batch 1 is always first
         step(f"{path.name}: model.predict(x), batch {size}")
-        xb = image_batch(images, size).astype(np.float32) / PIXEL_SCALE
+        xb = as_model_input(model, image_batch(images, size).astype(np.float32) / PIXEL_SCALE)
         (predict[size],) = time_interleaved(
             [lambda xb=xb, size=size: model.predict(xb, batch_size=size, verbose=0)], **budget
         )

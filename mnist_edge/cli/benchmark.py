@@ -10,7 +10,10 @@ import typer
 from mnist_edge.cli.app import command
 from mnist_edge.cli.options import (
     DEFAULT_MODEL,
+    BatchSizesOption,
     DataOption,
+    MinCallsOption,
+    MinTimeOption,
     artifacts_argument,
     check_outputs,
     output_option,
@@ -26,13 +29,9 @@ def benchmark_cmd(
         Path, typer.Option("--model", help="The Keras reference, timed with model(x) and model.predict(x).")
     ] = DEFAULT_MODEL,
     threads: Annotated[int, typer.Option(help="Engine threads (TensorFlow gets the same).")] = 1,
-    batch_sizes: Annotated[
-        str, typer.Option("--batch-sizes", help="Comma-separated; batch 1 is always measured.")
-    ] = "1,32,1024",
-    min_time: Annotated[
-        str, typer.Option("--min-time", help="Time per measurement, e.g. 2s or 500ms (at least --min-calls).")
-    ] = "2s",
-    min_calls: Annotated[int, typer.Option("--min-calls", help="Calls per measurement, at least.")] = 100,
+    batch_sizes: BatchSizesOption = "1,32,1024",
+    min_time: MinTimeOption = "2s",
+    min_calls: MinCallsOption = 100,
     json_out: Annotated[Path | None, output_option("--json", "Write the full results as JSON.")] = None,
     markdown_out: Annotated[Path | None, output_option("--markdown", "Write the table as Markdown.")] = None,
     plot_out: Annotated[

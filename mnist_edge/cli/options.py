@@ -10,7 +10,17 @@ import typer
 
 from mnist_edge.errors import MnistEdgeError
 
-__all__ = ["DEFAULT_MODEL", "DataOption", "check_outputs"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "RECIPE_HELP",
+    "ArchOption",
+    "BatchSizesOption",
+    "DataOption",
+    "EpochsOption",
+    "MinCallsOption",
+    "MinTimeOption",
+    "check_outputs",
+]
 
 DataOption = Annotated[
     Path | None,
@@ -18,6 +28,28 @@ DataOption = Annotated[
         "--data", help="A Keras-format mnist.npz to use instead of the source chain.", show_default=False
     ),
 ]
+
+ArchOption = Annotated[
+    str,
+    typer.Option(
+        "--arch",
+        help="The network, with its training recipe: mlp (the tutorial's) or cnn (a small edge CNN: "
+        "Adam, cosine decay, batch 128, random shifts).",
+    ),
+]
+
+#: Help of an option whose default comes from the architecture's recipe: ``.format(what, values)``.
+RECIPE_HELP = "{} (default: the --arch recipe's, {})."
+
+EpochsOption = Annotated[int | None, typer.Option(min=1, help=RECIPE_HELP.format("Training epochs", "30"))]
+
+MinTimeOption = Annotated[
+    str, typer.Option("--min-time", help="Time per measurement, e.g. 2s or 500ms (at least --min-calls).")
+]
+BatchSizesOption = Annotated[
+    str, typer.Option("--batch-sizes", help="Comma-separated; batch 1 is always measured.")
+]
+MinCallsOption = Annotated[int, typer.Option("--min-calls", help="Calls per measurement, at least.")]
 
 #: Where ``train`` writes the model and every other command looks for it by default.
 DEFAULT_MODEL = Path("artifacts/model.keras")

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from mnist_edge.cli.app import command
-from mnist_edge.cli.options import DataOption
+from mnist_edge.cli.options import ArchOption, DataOption, EpochsOption
 from mnist_edge.cli.render import console, say
 
 if TYPE_CHECKING:
@@ -26,7 +26,8 @@ def pipeline_cmd(
     out: Annotated[Path, typer.Option("--out", help="Folder for every artifact and the report.")] = Path(
         "artifacts"
     ),
-    epochs: Annotated[int, typer.Option(min=1, help="Training epochs (the tutorial's 30).")] = 30,
+    arch: ArchOption = "mlp",
+    epochs: EpochsOption = None,
     quick: Annotated[
         bool, typer.Option("--quick", help="Smoke run: 1 epoch on a 30k-image slice, short benchmark.")
     ] = False,
@@ -34,13 +35,29 @@ def pipeline_cmd(
         bool, typer.Option("--force", help="Redo every stage, even if its inputs are unchanged.")
     ] = False,
     threads: Annotated[int, typer.Option(min=1, help="Engine threads for the benchmark.")] = 1,
+    compare_with: Annotated[
+        Path | None,
+        typer.Option(
+            "--compare-with",
+            help="Another pipeline folder (e.g. artifacts, the MLP's): the report puts both "
+            "architectures side by side, their files measured in one run.",
+            show_default=False,
+        ),
+    ] = None,
     data: DataOption = None,
 ) -> None:
     """The main job: data -> train -> export -> verify -> benchmark -> report (artifacts/report.md)."""
     from mnist_edge.pipeline import PipelineConfig, run_pipeline
 
     config = PipelineConfig(
-        out_dir=out, epochs=epochs, quick=quick, force=force, data_path=data, threads=threads
+        out_dir=out,
+        arch=arch,
+        epochs=epochs,
+        quick=quick,
+        force=force,
+        data_path=data,
+        threads=threads,
+        compare_with=compare_with,
     )
     result = run_pipeline(config, progress=_show, log=say)
     total = sum(s.seconds for s in result.stages)

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from rich.progress import Progress
 
     from mnist_edge.bench import BenchmarkReport
+    from mnist_edge.compare import Comparison
     from mnist_edge.data import MnistData
     from mnist_edge.export import ExportResult
     from mnist_edge.parity import ParityReport
@@ -195,7 +196,7 @@ def print_parity(report: ParityReport) -> None:
 
 
 def write_report_files(
-    report: ParityReport | BenchmarkReport, json_out: Path | None, markdown_out: Path | None
+    report: ParityReport | BenchmarkReport | Comparison, json_out: Path | None, markdown_out: Path | None
 ) -> None:
     """The report as JSON and/or Markdown, each written atomically, each named once written."""
     from mnist_edge._files import atomic_write_bytes, atomic_write_json

@@ -8,7 +8,14 @@ from typing import Annotated
 import typer
 
 from mnist_edge.cli.app import command, data_app
-from mnist_edge.cli.options import DEFAULT_MODEL, DataOption, check_outputs
+from mnist_edge.cli.options import (
+    DEFAULT_MODEL,
+    RECIPE_HELP,
+    ArchOption,
+    DataOption,
+    EpochsOption,
+    check_outputs,
+)
 from mnist_edge.cli.render import console, print_data_info, print_evaluation, say
 
 
@@ -37,9 +44,14 @@ def data_show(
 
 @command(name="train")
 def train_cmd(
-    epochs: Annotated[int, typer.Option(min=1, help="Training epochs.")] = 30,
-    batch_size: Annotated[int, typer.Option(min=1, help="Mini-batch size.")] = 32,
-    learning_rate: Annotated[float, typer.Option(help="SGD learning rate (> 0).")] = 0.01,
+    arch: ArchOption = "mlp",
+    epochs: EpochsOption = None,
+    batch_size: Annotated[
+        int | None, typer.Option(min=1, help=RECIPE_HELP.format("Mini-batch size", "32 mlp, 128 cnn"))
+    ] = None,
+    learning_rate: Annotated[
+        float | None, typer.Option(help=RECIPE_HELP.format("Learning rate (> 0)", "0.01 mlp, 0.002 cnn"))
+    ] = None,
     seed: Annotated[int, typer.Option(min=0, help="Seed: same seed, same machine, same weights.")] = 42,
     steps_per_execution: Annotated[
         int, typer.Option(min=1, help="Optimiser steps per graph call (1 = the tutorial's plain fit).")
@@ -53,13 +65,17 @@ def train_cmd(
         typer.Option("--train-limit", min=1, hidden=True, help="Train on the first N images only (tests)."),
     ] = None,
 ) -> None:
-    """Train the tutorial's MLP (SGD, batch 32, 30 epochs) and write model.keras plus its reports."""
+    """Train a network with its recipe - the tutorial's MLP (SGD, batch 32, 30 epochs) by default, or
+    the edge CNN (--arch cnn) - and write model.keras plus its reports."""
+    from dataclasses import asdict
+
     from mnist_edge._mnist import TUTORIAL_ACCURACY as TUTORIAL
     from mnist_edge.data import load_mnist_data
     from mnist_edge.model import build_model
-    from mnist_edge.train import TrainConfig, train
+    from mnist_edge.train import TrainConfig, describe, train
 
-    config = TrainConfig(
+    config = TrainConfig.recipe(
+        arch,
         epochs=epochs,
         batch_size=batch_size,
         learning_rate=learning_rate,
@@ -69,12 +85,16 @@ def train_cmd(
     )
     config.validate()  # before the data is fetched: a bad option costs nothing
     mnist = load_mnist_data(data, log=say)
-    build_model().summary(print_fn=lambda line, **_: console.print(line, highlight=False))
+    build_model(config.arch).summary(print_fn=lambda line, **_: console.print(line, highlight=False))
+    console.print(f"recipe ({config.arch}): {describe(asdict(config))}, seed {config.seed}", highlight=False)
     result = train(config, out, data=mnist)
+    tutorial = config.arch == "mlp"
     console.print(
-        f"val accuracy {result.val_accuracy:.4f} (tutorial {TUTORIAL['val_accuracy']})   "
-        f"test accuracy [bold]{result.test_accuracy:.4f}[/] (tutorial {TUTORIAL['test_accuracy']})   "
-        f"test loss {result.test_loss:.4f}   trained in {result.train_seconds:.1f} s"
+        f"val accuracy {result.val_accuracy:.4f}"
+        + (f" (tutorial {TUTORIAL['val_accuracy']})" if tutorial else "")
+        + f"   test accuracy [bold]{result.test_accuracy:.4f}[/]"
+        + (f" (tutorial {TUTORIAL['test_accuracy']})" if tutorial else "")
+        + f"   test loss {result.test_loss:.4f}   trained in {result.train_seconds:.1f} s"
     )
     for path in result.paths.values():
         console.print(f"wrote {path}")

@@ -253,7 +253,7 @@ def export_many(
     outputs on them, for verifying on a device without TensorFlow - is written beside the artifacts
     first (kept if the one there is already this model's), and every manifest records its sha256.
     Each manifest also gets the file's known answers (``runtime/known_answers.py``)."""
-    from mnist_edge.model import load_model
+    from mnist_edge.model import check_exportable, load_model, output_kind
 
     targets = expand(formats, precisions)
     rounding, prefix = _c.check_rounding(rounding), _c.check_prefix(prefix)
@@ -267,7 +267,8 @@ def export_many(
     targets, reused = _resolve_inputs(targets, out, model_sha, calibration_samples, seed)
     model = None
     if any(t.requires is None for t in targets):
-        model = load_model(model_path)  # safe_mode=True; refuses anything but the MNIST classifier
+        model = load_model(model_path)  # safe_mode=True; refuses anything but an MNIST classifier
+        check_exportable(model, model_path)  # a layer the converters or our runtime cannot take
     calibration = None
     calibrated = any(t.calibrated for t in targets)
     mnist = None
@@ -281,6 +282,7 @@ def export_many(
     common: dict[str, Any] = {
         "source_model_sha256": model_sha or sha256_file(model_path),  # a missing model: a clear error
         "versions": package_versions(VERSIONED),
+        "output_kind": output_kind(model) if model is not None else None,
     }
     packed = None
     if bundle:

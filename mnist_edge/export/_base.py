@@ -37,6 +37,11 @@ class ExportJob:
             raise RuntimeError(f"this exporter needs the {fmt} {precision} artifact but the job has none")
         return path
 
+    @property
+    def per_image(self) -> tuple[int, ...]:
+        """The model's per-image input shape: ``(28, 28)``, ``(784,)`` or ``(28, 28, 1)``."""
+        return tuple(int(d) for d in self.model.inputs[0].shape[1:])
+
     def calibration_set(self) -> CalibrationSet:
         if self.calibration is None:  # the table says which exporters calibrate; this is a bug guard
             raise RuntimeError("this exporter needs calibration images but the job has none")

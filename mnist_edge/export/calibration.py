@@ -15,14 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from mnist_edge._mnist import PIXEL_SCALE
+from mnist_edge._mnist import IMAGE_SHAPE, NUM_CLASSES, PIXEL_SCALE
 from mnist_edge.data import MnistData
 from mnist_edge.errors import ExportError
 from mnist_edge.train import TrainConfig
 
 DEFAULT_SAMPLES = 1000
 DEFAULT_SEED = 0
-NUM_CLASSES = 10
 #: The same validation split as training (one source of truth: TrainConfig's default).
 VALIDATION_SIZE: int = TrainConfig.validation_size
 SOURCE = f"mnist x_train[{VALIDATION_SIZE}:], stratified over 10 classes"
@@ -39,11 +38,14 @@ class CalibrationSet:
 
     def with_anchors(self) -> np.ndarray:
         """Black and white range anchors followed by the drawn images."""
-        anchors = np.stack([np.zeros((28, 28), np.float32), np.ones((28, 28), np.float32)])
+        anchors = np.stack([np.zeros(IMAGE_SHAPE, np.float32), np.ones(IMAGE_SHAPE, np.float32)])
         return np.concatenate([anchors, self.images])
 
-    def batches(self, batch_size: int = 1) -> Iterator[np.ndarray]:
+    def batches(self, batch_size: int = 1, per_image: tuple[int, ...] = IMAGE_SHAPE) -> Iterator[np.ndarray]:
+        """The anchors and images in order, ``batch_size`` at a time, each image shaped ``per_image``
+        (the model's input: ``(28, 28)``, ``(784,)`` or ``(28, 28, 1)``)."""
         data = self.with_anchors()
+        data = data.reshape(len(data), *per_image)
         for start in range(0, len(data), batch_size):
             yield data[start : start + batch_size]
 

@@ -36,6 +36,7 @@ from mnist_edge.export._base import (
     ExportJob,
     Written,
 )
+from mnist_edge.export.static_shapes import static_shapes
 from mnist_edge.manifest import TensorSpec
 from mnist_edge.runtime.onnxrt import tensor_spec
 
@@ -73,7 +74,7 @@ def export_int8(job: ExportJob, path: Path) -> Written:
 
     class Reader(CalibrationDataReader):  # type: ignore[misc]
         def __init__(self) -> None:
-            self._batches = calibration.batches(batch_size=CALIBRATION_BATCH)
+            self._batches = calibration.batches(CALIBRATION_BATCH, job.per_image)
 
         def get_next(self) -> dict[str, np.ndarray] | None:
             batch = next(self._batches, None)
@@ -255,9 +256,8 @@ def float_model(job: ExportJob) -> Any:
         )
     tf = tensorflow()
     logging.getLogger("tf2onnx").setLevel(logging.WARNING)
-    keras_model = job.model
-    per_image = tuple(int(d) for d in keras_model.inputs[0].shape[1:])
-    signature = [tf.TensorSpec((None, *per_image), tf.float32, name=INPUT_NAME)]
+    keras_model = static_shapes(job.model)
+    signature = [tf.TensorSpec((None, *job.per_image), tf.float32, name=INPUT_NAME)]
 
     @tf.function(input_signature=signature)
     def serve(pixels: Any) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 ``from_keras_model`` is the converter's own path for a Keras model (a concrete function over the
 Keras 3 variables fails at calibration with READ_VARIABLE). Each precision is one small function
 that configures the converter; the conversion, the write and the read-back are shared. The model
-is converted with a constant-shape reshape in place of its ``Flatten`` (:func:`static_flatten`).
+is converted with constant-shape reshapes in place of its ``Flatten`` and ``Reshape`` layers
+(:mod:`~mnist_edge.export.static_shapes`).
 
 The int8 model takes **uint8** input and gives uint8 output: with the calibration anchors the
 converter picks input scale 1/255 and zero point 0, so an app feeds raw pixels as they are, no
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import math
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 
 from mnist_edge._heavy import tensorflow
-from mnist_edge.export._base import FLOAT_PREPROCESSING, INPUT_NAME, INT8_PREPROCESSING, ExportJob, Written
+from mnist_edge.export._base import FLOAT_PREPROCESSING, INT8_PREPROCESSING, ExportJob, Written
+from mnist_edge.export.static_shapes import static_shapes
 from mnist_edge.manifest import TensorSpec
 
 
@@ -56,7 +57,7 @@ def export_int8(job: ExportJob, path: Path) -> Written:
     calibration = job.calibration_set()
 
     def representative_dataset() -> Any:
-        for batch in calibration.batches(batch_size=1):
+        for batch in calibration.batches(batch_size=1, per_image=job.per_image):
             yield [batch]
 
     def configure(converter: Any, tf: Any) -> None:
@@ -76,7 +77,7 @@ def _convert(
     preprocessing: dict[str, Any],
 ) -> Written:
     tf = tensorflow()
-    converter = tf.lite.TFLiteConverter.from_keras_model(static_flatten(job.model))
+    converter = tf.lite.TFLiteConverter.from_keras_model(static_shapes(job.model))
     configure(converter, tf)
     # Keras prints "Saved artifact at /tmp/..." for its intermediate SavedModel, and the calibrator
     # warns about input statistics we supply through the dataset: noise for a CLI user.
@@ -86,30 +87,6 @@ def _convert(
     path.write_bytes(flatbuffer)
     model_input, model_output = read_io(path)
     return Written(input=model_input, output=model_output, preprocessing=dict(preprocessing))
-
-
-def static_flatten(model: Any) -> Any:
-    """``model`` with its leading ``Flatten`` replaced by a reshape to ``(-1, features)``; the
-    trained layers after it are shared, not copied. Any other model is returned as it is.
-
-    Keras's ``Flatten`` reshapes to ``(batch, features)`` with the batch read at run time. The
-    converter turns that into SHAPE, STRIDED_SLICE and PACK operators that run outside the XNNPACK
-    delegate and make the reshaped tensor's shape depend on a tensor's value, so LiteRT plans
-    memory again inside ``invoke``. A constant ``(-1, 784)`` computes the same numbers (identical
-    outputs, measured) and took 1.2-1.5 us off a batch-1 invoke here: 4 % of fp32, 7 % of dynamic.
-    """
-    from mnist_edge._heavy import keras
-
-    k = keras()
-    layers = model.layers
-    if not layers or not isinstance(layers[0], k.layers.Flatten):
-        return model
-    per_image = tuple(int(d) for d in model.inputs[0].shape[1:])
-    inputs = k.Input(shape=per_image, name=INPUT_NAME)
-    x = k.ops.reshape(inputs, (-1, math.prod(per_image)))
-    for layer in layers[1:]:
-        x = layer(x)
-    return k.Model(inputs, x, name=model.name)
 
 
 def read_io(path: Path) -> tuple[TensorSpec, TensorSpec]:

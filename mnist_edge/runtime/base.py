@@ -56,6 +56,9 @@ class Backend:
     output: TensorSpec
     #: Set when the engine can only run this exact batch size; the Classifier chunks and pads.
     fixed_batch: int | None = None
+    #: "probabilities" or "logits" when the engine knows what its model outputs (the Keras
+    #: reference reads its last layer); None leaves it to the manifest or the load-time probe.
+    output_kind: str | None = None
 
     @classmethod
     def check_file(cls, path: Path, data: bytes) -> None:

@@ -106,6 +106,12 @@ class Classifier:
         self._hot_max = min(self._direct_max, fastpath.HOT_BATCH_MAX)
 
         logits, normalize, probe_raw = self._probe(where)
+        # What the model outputs, as its manifest (or the reference model itself) declares it;
+        # the probe's look at four outputs decides only for files that do not say.
+        declared = (manifest.output_kind if manifest is not None else None) or backend.output_kind
+        if declared is not None:
+            logits = declared == "logits"
+        self._output_kind = declared or ("logits" if logits else "probabilities")
         if manifest is not None and manifest.precision == "int8":
             normalize = True
         self._postprocess = preprocess.make_output_converter(out_spec, normalize=normalize, logits=logits)
@@ -118,7 +124,7 @@ class Classifier:
         finish = None if self._postprocess is preprocess.unchanged else self._postprocess
         self._raw_pixels = self._pixel_runner(plan, None)
         self._proba_pixels = self._pixel_runner(plan, finish)
-        if logits:
+        if logits and declared is None:
             warnings.warn(
                 f"{where}: the model's outputs do not look like probabilities; applying softmax",
                 ManifestWarning,
@@ -308,6 +314,12 @@ class Classifier:
         if self._input_spec.quantized or self._output_spec.dtype in ("uint8", "int8"):
             return "int8"
         return None
+
+    @property
+    def output_kind(self) -> str:
+        """What the model itself outputs: "probabilities", or "logits" that the runtime turns into
+        probabilities (declared by the manifest; guessed from the outputs for a file without one)."""
+        return self._output_kind
 
     @property
     def folded_division(self) -> bool:

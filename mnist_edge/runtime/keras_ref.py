@@ -26,13 +26,14 @@ class KerasBackend(Backend):
     reference = True
 
     def __init__(self, path: Path, data: bytes, *, threads: int = 1) -> None:
-        from mnist_edge.model import load_model
+        from mnist_edge.model import load_model, output_kind
 
         # load_model reads the path (Keras needs a file); ``data`` was hashed by load() already.
         self._model = load_model(path)
         inner = tuple(int(d) for d in tuple(self._model.inputs[0].shape)[1:])
         self.input = TensorSpec(name="pixels", shape=(None, *inner), dtype="float32")
         self.output = TensorSpec(name="probabilities", shape=(None, NUM_CLASSES), dtype="float32")
+        self.output_kind = output_kind(self._model)
         self._lock = threading.Lock()  # a Keras model call is not documented as thread-safe
 
     def close(self) -> None:

@@ -1,11 +1,11 @@
-"""Model-file fuzzing: mutants of every export, each loaded and run by ``mnist_edge.runtime`` in a
-sandbox child limited to 2 GiB and 30 s.
+"""Model-file fuzzing: mutants of every export of a tiny MLP and of a tiny CNN, each loaded and run
+by ``mnist_edge.runtime`` in a sandbox child limited to 2 GiB and 30 s.
 
 Passing means every mutant either loads and returns finite probabilities that sum to 1, or is
 refused with ``ModelLoadError``; no child dies by a signal or runs out of memory or time. Half the
 mutants are random damage (flips, truncation, zeroed blocks, duplicated regions, appended junk),
 half structure-aware edits (flatbuffer fields, ModelProto fields), spread over the format's
-precisions. The seed is fixed; CI runs 200 mutants per format, the long run more::
+precisions. The seed is fixed; CI runs 200 mutants per format and model, the long run more::
 
     MNIST_EDGE_FUZZ_COUNT=1000 python -m pytest -m fuzz tests/reliability
 
@@ -37,9 +37,12 @@ TIMEOUT_S = 30.0
 @pytest.mark.fuzz
 @pytest.mark.parametrize("kind", ["random", "structure"])
 @pytest.mark.parametrize("fmt", ["tflite", "onnx"])
-def test_every_mutant_runs_correctly_or_is_refused(fmt, kind, exported, tmp_path):
+@pytest.mark.parametrize("model", ["mlp", "cnn"])
+def test_every_mutant_runs_correctly_or_is_refused(model, fmt, kind, request, tmp_path):
+    """``mlp``: the tutorial's tiny MLP; ``cnn``: a tiny CNN with every convolutional layer family."""
+    exported = request.getfixturevalue("exported" if model == "mlp" else "cnn_exported")
     sources = sorted((p, r.path.read_bytes()) for (f, p), r in exported.items() if f == fmt)
-    count = COUNT // 2  # per kind: COUNT per format
+    count = COUNT // 2  # per kind: COUNT per format and model
     out = Path(os.environ.get("MNIST_EDGE_FUZZ_OUT", tmp_path))
     outcomes: Counter[str] = Counter()
     failures: list[str] = []
@@ -48,7 +51,8 @@ def test_every_mutant_runs_correctly_or_is_refused(fmt, kind, exported, tmp_path
     with Sandbox(memory_bytes=MEMORY_BYTES, timeout=TIMEOUT_S) as box:
         for i in range(count):
             precision, data = sources[i % len(sources)]
-            seed = f"{SEED}-{fmt}-{precision}-{kind}-{i}"
+            # The MLP's seeds are those of earlier runs, so its mutants stay the same.
+            seed = f"{SEED}-{'' if model == 'mlp' else 'cnn-'}{fmt}-{precision}-{kind}-{i}"
             mutant, what = mutators.mutant(fmt, kind, data, seed)
             trial = box.trial(f"mutant.{fmt}", mutant)
             outcomes[trial.outcome if trial.outcome != "refused" else f"refused:{trial.kind}"] += 1
@@ -61,6 +65,7 @@ def test_every_mutant_runs_correctly_or_is_refused(fmt, kind, exported, tmp_path
         children = box.started
     seconds = time.perf_counter() - start
     figures = {
+        "model": model,
         "format": fmt,
         "kind": kind,
         "mutants": count,

@@ -12,6 +12,8 @@ runs ``onnx.checker`` (full check, with strict shape inference) on the parsed mo
   convolutional classifier. Ops whose output size comes from tensor *values* (``Expand``, ``Tile``,
   ``ConstantOfShape``, ``Pad``, ``Resize``, ``Range``) are refused, so memory is bounded by the
   declared weights times the batch;
+- the windows, strides, dilations, paddings and groups of convolutions and pools within
+  :data:`ATTRIBUTE_RANGES`;
 - every tensor in the file (initializers and ``Constant`` values): a known fixed-size type, no
   negative dimension, under :data:`MAX_TENSOR_BYTES` (and :data:`MAX_TOTAL_BYTES` together), its
   stored data exactly as long as its shape says.
@@ -26,13 +28,20 @@ from collections.abc import Iterator
 from typing import Any
 
 from mnist_edge._text import first_line
+from mnist_edge.runtime.guard.limits import MAX_RANK, MAX_WINDOW
 
-__all__ = ["ALLOWED_OPERATORS", "MAX_TENSOR_BYTES", "MAX_TOTAL_BYTES", "OnnxStructureError", "check_onnx"]
+__all__ = [
+    "ALLOWED_OPERATORS",
+    "ATTRIBUTE_RANGES",
+    "MAX_TENSOR_BYTES",
+    "MAX_TOTAL_BYTES",
+    "OnnxStructureError",
+    "check_onnx",
+]
 
 MAX_TENSOR_BYTES = 64 << 20
 MAX_TOTAL_BYTES = 256 << 20
 MAX_NODES = 10_000
-MAX_RANK = 8
 
 #: Operators of the default ONNX domain that dense and convolutional classifiers are built from.
 ALLOWED_OPERATORS = frozenset(
@@ -95,6 +104,21 @@ ALLOWED_OPERATORS = frozenset(
 )
 _DEFAULT_DOMAINS = ("", "ai.onnx")
 
+_WINDOW = range(1, MAX_WINDOW + 1)
+_SPATIAL: dict[str, range] = {"kernel_shape": _WINDOW, "strides": _WINDOW, "dilations": _WINDOW}
+_PADS = {"pads": range(0, MAX_WINDOW + 1)}
+_FLAG = range(0, 2)
+#: Integer attributes of the windowed operators and the values each may hold. onnxruntime sizes
+#: its buffers from them before any check of its own: a Conv padded by 100,000 asked for 7 TB
+#: (measured, onnxruntime 1.32), and the checker's shape inference does not bound them.
+ATTRIBUTE_RANGES: dict[str, dict[str, range]] = {
+    "Conv": {**_SPATIAL, **_PADS, "group": _WINDOW},
+    "ConvInteger": {**_SPATIAL, **_PADS, "group": _WINDOW},
+    "QLinearConv": {**_SPATIAL, **_PADS, "group": _WINDOW},
+    "MaxPool": {**_SPATIAL, **_PADS, "ceil_mode": _FLAG, "storage_order": _FLAG},
+    "AveragePool": {**_SPATIAL, **_PADS, "ceil_mode": _FLAG, "count_include_pad": _FLAG},
+}
+
 #: TensorProto.DataType -> bytes per element, for the fixed-size types (STRING and the packed
 #: 2/4/6-bit types are refused).
 ELEMENT_BYTES: dict[int, int] = {
@@ -130,7 +154,7 @@ _TYPED_FIELD: dict[int, tuple[str, int]] = {
     13: ("uint64_data", 1),
 }
 _EXTERNAL = 1  # TensorProto.DataLocation.EXTERNAL
-_GRAPH, _TENSOR, _GRAPHS, _TENSORS = 5, 4, 10, 9  # AttributeProto.AttributeType
+_INT, _GRAPH, _TENSOR, _GRAPHS, _TENSORS = 2, 5, 4, 10, 9  # AttributeProto.AttributeType
 _SPARSE_TENSOR, _SPARSE_TENSORS = 11, 12
 
 
@@ -184,9 +208,17 @@ def _tensors(graph: Any) -> Iterator[Any]:
             raise OnnxStructureError(
                 f"operator {where}{node.op_type or '(empty)'} is not one an image classifier uses"
             )
+        ranges = ATTRIBUTE_RANGES.get(node.op_type, {})
         for attribute in node.attribute:
             if attribute.type in (_GRAPH, _GRAPHS) or attribute.HasField("g") or len(attribute.graphs):
                 raise OnnxStructureError(f"node {node.name or node.op_type} has a subgraph attribute")
+            allowed = ranges.get(attribute.name)
+            values = [attribute.i] if attribute.type == _INT else list(attribute.ints)
+            if allowed is not None and (len(values) > 2 * MAX_RANK or any(v not in allowed for v in values)):
+                raise OnnxStructureError(
+                    f"node {node.name or node.op_type} ({node.op_type}) has {attribute.name} {values[:8]}, "
+                    f"outside {allowed.start}..{allowed.stop - 1}"
+                )
             if attribute.HasField("t"):
                 yield attribute.t
             yield from attribute.tensors

@@ -14,10 +14,11 @@ LiteRT would choke on or what an image classifier never needs:
   declared bytes per tensor and in total under :data:`MAX_TENSOR_BYTES` / :data:`MAX_TOTAL_BYTES`,
   constant data exactly as long as its tensor, per-channel quantisation that matches its axis;
 - quantisation scales in [1e-20, 1e20] and zero points inside their integer type;
-- each operator with its own options type, its number of inputs and one output; an absent input
-  (-1) only where a layer's bias may be absent; integer constants other than biases (shapes, axes)
-  of at most :data:`MAX_RANK` entries; no operator writing into a constant, the model input or a
-  tensor another operator writes;
+- each operator with its own options type, the option values (strides, windows, dilations,
+  enums, floats) in the ranges of :mod:`.tflite_options`, its number of inputs and one output;
+  an absent input (-1) only where a layer's bias may be absent; integer constants other than
+  biases (shapes, axes) of at most :data:`MAX_RANK` entries; no operator writing into a
+  constant, the model input or a tensor another operator writes;
 - no buffers outside the flatbuffer (the > 2 GB layout), no sparse or variable tensors;
 - only the builtin operators of :data:`ALLOWED_OPERATORS` (dense, convolutional and pooling layers,
   activations, reshaping, (de)quantisation): no control flow, which would reference other
@@ -38,6 +39,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from mnist_edge.runtime.guard.limits import MAX_RANK
+from mnist_edge.runtime.guard.tflite_options import options_problem
+
 __all__ = [
     "ALLOWED_OPERATORS",
     "MAX_RANK",
@@ -51,7 +55,6 @@ __all__ = [
 MAX_TENSOR_BYTES = 64 << 20
 #: Bytes all tensors together may declare at their declared shapes (batch 1).
 MAX_TOTAL_BYTES = 256 << 20
-MAX_RANK = 8
 #: Counts far above any image classifier's (our largest, fp16: 19 tensors, 11 operators).
 MAX_TENSORS = 10_000
 MAX_OPERATORS = 10_000
@@ -166,7 +169,7 @@ _MODEL_VERSION, _MODEL_OPCODES, _MODEL_SUBGRAPHS, _MODEL_BUFFERS = 4, 6, 8, 12
 _MODEL_METADATA_BUFFER, _MODEL_METADATA, _MODEL_SIGNATURES = 14, 16, 18
 _SG_TENSORS, _SG_INPUTS, _SG_OUTPUTS, _SG_OPERATORS = 4, 6, 8, 10
 _T_SHAPE, _T_TYPE, _T_BUFFER, _T_QUANT, _T_IS_VARIABLE, _T_SPARSITY, _T_SIGNATURE = 4, 6, 8, 12, 14, 16, 18
-_OP_OPCODE, _OP_INPUTS, _OP_OUTPUTS, _OP_OPTIONS_TYPE, _OP_INTERMEDIATES = 4, 6, 8, 10, 20
+_OP_OPCODE, _OP_INPUTS, _OP_OUTPUTS, _OP_OPTIONS_TYPE, _OP_OPTIONS, _OP_INTERMEDIATES = 4, 6, 8, 10, 12, 20
 _OP_LARGE_CUSTOM_OFFSET, _OP_LARGE_CUSTOM_SIZE = 22, 24
 _OC_DEPRECATED_CODE, _OC_BUILTIN_CODE = 4, 10
 _BUF_DATA, _BUF_OFFSET, _BUF_SIZE = 4, 6, 8
@@ -370,8 +373,12 @@ def _check_subgraph(subgraph: _Table, codes: list[int], data_lengths: list[int])
         _in_range(opcode, len(codes), f"operator {i}'s opcode index")
         code = codes[opcode]
         spec = ALLOWED_OPERATORS[code]
-        if op.scalar(_OP_OPTIONS_TYPE, "B") not in (0, spec.options):
+        options_type = op.scalar(_OP_OPTIONS_TYPE, "B")
+        if options_type not in (0, spec.options):
             raise TFLiteStructureError(f"operator {i} ({spec.name}) carries another operator's options")
+        problem = options_problem(spec.options, op.table(_OP_OPTIONS) if options_type else None)
+        if problem:
+            raise TFLiteStructureError(f"operator {i} ({spec.name}) {problem}")
         if op.scalar(_OP_LARGE_CUSTOM_OFFSET, "Q") or op.scalar(_OP_LARGE_CUSTOM_SIZE, "Q"):
             raise TFLiteStructureError(f"operator {i} keeps options outside the flatbuffer")
         inputs = list(_ints(op, _OP_INPUTS, f"operator {i}'s inputs"))

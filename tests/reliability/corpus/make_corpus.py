@@ -1,7 +1,8 @@
 """Rebuild the regression corpus: small model files that crash or exhaust the bare engines.
 
-Each entry reproduces, on a tiny classifier (Flatten -> Dense(10) -> softmax, 8-31 KB), one kind
-of file the fuzz runs found against our real exports (or a hand-made mutation showed). For every entry the
+Each entry reproduces, on a tiny classifier (Flatten -> Dense(10) -> softmax, 8-31 KB, or a tiny
+CNN for the convolution and pooling options), one kind of file the fuzz runs and option sweeps found
+against our real exports (or a hand-made mutation showed). For every entry the
 script measures what the *bare* engine does with the file (pre-checks switched off, in a limited
 sandbox child, three fresh children) and what ``mnist_edge.runtime`` does, and writes both to
 ``corpus.json``; ``test_model_files.py`` replays the corpus against the guarded runtime.
@@ -21,7 +22,9 @@ import subprocess
 import sys
 import tempfile
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -67,25 +70,49 @@ TRIES = 3
 
 def tiny_exports(folder: Path) -> dict[str, bytes]:
     """The tiny classifier, exported by our own exporters (fp32 and int8, TFLite and ONNX)."""
+
+    def layers(keras: Any) -> list[Any]:
+        return [
+            keras.layers.Flatten(name="flatten"),
+            keras.layers.Dense(10, activation="softmax", name="probabilities"),
+        ]
+
+    return _fit_and_export(folder, "tiny", layers, ["fp32", "int8"])
+
+
+def tiny_cnn_exports(folder: Path) -> dict[str, bytes]:
+    """A tiny CNN (a strided convolution, an average pool, a dense layer), exported in float32."""
+
+    def layers(keras: Any) -> list[Any]:
+        return [
+            keras.layers.Reshape((28, 28, 1), name="image"),
+            keras.layers.Conv2D(4, 3, strides=2, activation="relu", name="conv"),
+            keras.layers.AveragePooling2D(2, name="pool"),
+            keras.layers.Flatten(name="flatten"),
+            keras.layers.Dense(10, activation="softmax", name="probabilities"),
+        ]
+
+    exports = _fit_and_export(folder, "tiny_cnn", layers, ["fp32"])
+    return {f"cnn.{name}": data for name, data in exports.items()}
+
+
+def _fit_and_export(
+    folder: Path, name: str, layers: Callable[[Any], list[Any]], precisions: list[str]
+) -> dict[str, bytes]:
+    """``Input(28, 28)`` then ``layers(keras)``, fitted one epoch on 2,000 images (seed 0) and
+    exported to TFLite and ONNX in ``precisions``: ``{"<precision>.<format>": bytes}``."""
     import keras
 
     from mnist_edge.data import load_mnist_data
     from mnist_edge.export import export_many
 
     keras.utils.set_random_seed(0)
-    model = keras.Sequential(
-        [
-            keras.Input(shape=(28, 28), name="pixels"),
-            keras.layers.Flatten(name="flatten"),
-            keras.layers.Dense(10, activation="softmax", name="probabilities"),
-        ],
-        name="tiny",
-    )
+    model = keras.Sequential([keras.Input(shape=(28, 28), name="pixels"), *layers(keras)], name=name)
     mnist = load_mnist_data(log=lambda _msg: None)
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     model.fit(mnist.x_train[:2000] / 255.0, mnist.y_train[:2000], epochs=1, verbose=0)
-    model.save(folder / "tiny.keras")
-    results = export_many(folder / "tiny.keras", ["tflite", "onnx"], ["fp32", "int8"], folder, data=mnist)
+    model.save(folder / f"{name}.keras")
+    results = export_many(folder / f"{name}.keras", ["tflite", "onnx"], precisions, folder, data=mnist)
     return {f"{r.precision}.{r.format}": r.path.read_bytes() for r in results}
 
 
@@ -131,7 +158,45 @@ def _value(data: bytes, label: str) -> int:
     return int(struct.unpack_from("<" + field.fmt, data, field.pos)[0])
 
 
-FC, RESHAPE, STRIDED_SLICE, SHAPE = 9, 22, 45, 77
+FC, RESHAPE, STRIDED_SLICE, SHAPE, AVERAGE_POOL_2D = 9, 22, 45, 77, 1
+#: Pool2DOptions' filter_height: field 4 of the options table (the mutators number fields from 0).
+FILTER_HEIGHT = "builtin_options.field4"
+
+
+def _cnn_entries(base: dict[str, bytes]) -> list[dict]:
+    cnn = base["cnn.fp32.tflite"]
+    height = _fields(cnn)[f"{_operator(cnn, AVERAGE_POOL_2D)}.{FILTER_HEIGHT}"]
+    return [
+        {
+            "file": "tflite-average-pool-height-min.tflite",
+            "found_by": "option sweep over a CNN's model.fp32.tflite (filter_height -2^31): SIGSEGV",
+            "what": "AVERAGE_POOL_2D's filter_height (an int32 option) set to -2^31",
+            "data": set_field(cnn, Field(height.pos, "i", height.label), -(2**31)),
+            "refused_because": "filter_height -2147483648",
+        },
+        {
+            "file": "onnx-conv-padded-by-100000.onnx",
+            "found_by": "attribute sweep over a CNN's model.fp32.onnx (pads -> 100000): 7 TB asked",
+            "what": "the Conv's pads set to 100,000: onnxruntime sizes a buffer from it before any check",
+            "data": _conv_pads(base["cnn.fp32.onnx"], 100_000),
+            "refused_because": "pads [100000",
+        },
+    ]
+
+
+def _conv_pads(data: bytes, pad: int) -> bytes:
+    import onnx
+
+    model = onnx.ModelProto()
+    model.ParseFromString(data)
+    conv = next(node for node in model.graph.node if node.op_type == "Conv")
+    pads = next((a for a in conv.attribute if a.name == "pads"), None)
+    if pads is None:
+        pads = conv.attribute.add()
+        pads.name, pads.type = "pads", onnx.AttributeProto.INTS
+    del pads.ints[:]
+    pads.ints.extend([pad] * 4)
+    return model.SerializeToString()
 
 
 def _entries(base: dict[str, bytes]) -> list[dict]:
@@ -389,18 +454,23 @@ def _guarded(data: bytes, suffix: str) -> dict[str, int]:
 
 def main() -> None:
     random.seed(0)
-    names = ("int8.tflite", "fp32.tflite", "fp32.onnx")
-    if all((HERE / f"tiny.{name}").is_file() for name in names):  # keep the committed bases
-        base = {name: (HERE / f"tiny.{name}").read_bytes() for name in names}
-    else:
-        with tempfile.TemporaryDirectory() as scratch:
-            base = tiny_exports(Path(scratch))
+    bases = {
+        ("int8.tflite", "fp32.tflite", "fp32.onnx"): tiny_exports,
+        ("cnn.fp32.tflite", "cnn.fp32.onnx"): tiny_cnn_exports,
+    }
+    base: dict[str, bytes] = {}
+    for names, build in bases.items():
+        if all((HERE / f"tiny.{name}").is_file() for name in names):  # keep the committed bases
+            base.update({name: (HERE / f"tiny.{name}").read_bytes() for name in names})
+        else:
+            with tempfile.TemporaryDirectory() as scratch:
+                base.update(build(Path(scratch)))
     entries = []
-    for name in names:
+    for name in (name for names in bases for name in names):
         path = HERE / f"tiny.{name}"
         path.write_bytes(base[name])
         print(f"base {path.name}: {len(base[name])} bytes")
-    for entry in _entries(base):
+    for entry in [*_entries(base), *_cnn_entries(base)]:
         data = entry.pop("data")
         entry.setdefault("refused_by", "pre-check")  # or "classifier": its checks once the engine has it
         (HERE / entry["file"]).write_bytes(data)
