@@ -8,9 +8,9 @@ stays only while taking it out breaks a budget. The Classifier tests for the hot
 ndarray shaped ``(n, *image shape)``, 1 <= n <= :data:`HOT_BATCH_MAX`) inline in ``predict`` and
 ``predict_proba`` and calls a function bound here.
 
-What taking each trick out did to that ratio (median of runs of the script with the trick
-patched out, on the 30-epoch exports of a 2-CPU VM shared with other jobs; as of
-benchmarks/results/runtime_overhead.json, 2026-11-30):
+What taking each trick out did to that ratio (median of runs of that script with the trick
+patched out, on the 30-epoch exports, a 2-CPU VM shared with other jobs; as of the runs of
+benchmarks/runtime_overhead.py on 2026-11-30, before and after the change):
 
 - :func:`remember_rows`, quantised batch-1 outputs remembered by their bytes: int8 .tflite
   1.14 -> 1.73, int8 .onnx 0.95 -> 1.21 at batch 1. Kept.
