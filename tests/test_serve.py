@@ -536,3 +536,20 @@ def test_every_exported_artifact_serves(exported, digits, key):
         body = other.post("/v2/models/mnist/infer", json=infer_json(x[:8])).json()
         labels = {o["name"]: o["data"] for o in body["outputs"]}["label"]
     assert labels == served.predict(x[:8]).tolist()
+
+
+@pytest.mark.parametrize("key", [("tflite", "int8"), ("onnx", "fp32")])
+def test_a_convolutional_model_serves_the_same_protocol(cnn_exported, digits, key):
+    from mnist_edge.serve import load_model
+
+    x, _ = digits
+    served = load_model(cnn_exported[key].path)
+    expected = served.predict(x[:6]).tolist()
+    with TestClient(create_app(served)) as other:
+        for pixels in (x[:6], x[:6].reshape(6, 784)):
+            body = other.post("/v2/models/mnist/infer", json=infer_json(pixels)).json()
+            assert {o["name"]: o["data"] for o in body["outputs"]}["label"] == expected
+        answer = other.post("/predict", content=png(x[0]), headers={"Content-Type": "image/png"})
+        assert answer.status_code == 200 and answer.json()["label"] == int(
+            served.predict(load_image(png(x[0]))[None])[0]
+        )

@@ -112,7 +112,8 @@ def test_barrage_of_malformed_requests_gets_only_4xx(server):
     assert report["healthy_after"] and server.alive()
 
 
-def test_sigterm_answers_the_request_in_flight_then_exits_cleanly(model_path, mnist):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_a_stop_signal_answers_the_request_in_flight_then_exits_cleanly(model_path, mnist, signum):
     body = json.dumps({"pixels": mnist.x_test[0].tolist()}).encode()
     with ServerProcess(model_path) as live:
         host, port = live.url.removeprefix("http://").split(":")
@@ -123,7 +124,7 @@ def test_sigterm_answers_the_request_in_flight_then_exits_cleanly(model_path, mn
             )
             sock.sendall(head.encode() + body[:100])  # the request is in flight: half its body sent
             time.sleep(0.5)
-            live.signal(signal.SIGTERM)
+            live.signal(signum)
             time.sleep(0.5)
             assert live.alive(), "the server quit with a request in flight"
             sock.sendall(body[100:])
