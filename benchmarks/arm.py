@@ -72,8 +72,11 @@ print(json.dumps(seconds))
 
 
 def differences(arm_dir: Path, x86_dir: Path, name: str) -> dict[str, object]:
-    raw_a, raw_x = np.load(arm_dir / f"{name}.raw.npy"), np.load(x86_dir / f"{name}.raw.npy")
-    p_a, p_x = np.load(arm_dir / f"{name}.proba.npy"), np.load(x86_dir / f"{name}.proba.npy")
+    def read(folder: Path, kind: str) -> np.ndarray:
+        return np.load(folder / f"{name}.{kind}.npy", allow_pickle=False)
+
+    raw_a, raw_x = read(arm_dir, "raw"), read(x86_dir, "raw")
+    p_a, p_x = read(arm_dir, "proba"), read(x86_dir, "proba")
     bytes_a = np.frombuffer(raw_a.tobytes(), np.uint8)
     bytes_x = np.frombuffer(raw_x.tobytes(), np.uint8)
     quantised = raw_a.dtype.kind in "iu"

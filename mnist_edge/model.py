@@ -67,9 +67,10 @@ def build_cnn() -> keras.Model:
     Built for batch-1 latency on a CPU: strides shrink the image (28 -> 14 -> 7 -> 4) where pooling
     layers would add operators, and batch normalisation and ReLU fold into the convolutions at
     export, so a float TFLite file runs seven operators: two constant reshapes, three convolutions,
-    one matrix product and the softmax. It takes the same (28, 28) input as the MLP. Batch normalisation keeps its running
-    statistics with momentum 0.9 rather than Keras's 0.99: they settle within tens of steps, so a
-    short run (``--quick``, the tests) is evaluated with statistics of its own weights.
+    one matrix product and the softmax. It takes the same (28, 28) input as the MLP. Batch
+    normalisation keeps its running statistics with momentum 0.9 rather than Keras's 0.99: they
+    settle within tens of steps, so a short run (``--quick``, the tests) is evaluated with
+    statistics of its own weights.
     """
     from mnist_edge._heavy import keras as _keras
 

@@ -89,8 +89,14 @@ def tamper_with_weights(path: Path) -> None:
 # --------------------------------------------------------------------------- export records them
 
 
+#: Every supported model family: the tutorial's MLP and a CNN holding every convolutional layer family.
+MODELS = {"mlp": "exported", "cnn": "cnn_exported"}
+
+
+@pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("kind", KINDS, ids=IDS)
-def test_every_export_records_known_answers_and_loads_with_them(kind, exported):
+def test_every_export_records_known_answers_and_loads_with_them(kind, model, request):
+    exported = request.getfixturevalue(MODELS[model])
     manifest = read_manifest(exported[kind].path)
     assert manifest is not None and manifest.known_answers is not None
     assert manifest.known_answers["probe"] == known_answers.probe_id()
@@ -112,9 +118,10 @@ def test_the_probe_images_give_answers_spread_over_several_classes(exported):
 # --------------------------------------------------------------------------- refusals
 
 
+@pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("kind", KINDS, ids=IDS)
-def test_weights_changed_together_with_the_manifest_hash_are_refused(kind, exported, tmp_path):
-    path = _copy(exported[kind].path, tmp_path)
+def test_weights_changed_together_with_the_manifest_hash_are_refused(kind, model, request, tmp_path):
+    path = _copy(request.getfixturevalue(MODELS[model])[kind].path, tmp_path)
     tamper_with_weights(path)
     with pytest.raises(ModelLoadError, match=r"does not give its known answers.*probe image '[a-z ]+' class"):
         load(path)
