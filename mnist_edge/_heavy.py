@@ -51,11 +51,12 @@ def tensorflow_installed() -> bool:
     return _installed("tensorflow")
 
 
-def require(module: str, package: str, *, what: str = "this") -> None:
+def require(module: str, package: str, *, what: str = "this", instead: str = "") -> None:
     """Raise :class:`MissingDependencyError` now if ``module`` is not installed, without importing it:
-    for commands that would otherwise find out only after minutes of work."""
+    for commands that would otherwise find out only after some work. ``instead``: what else the
+    user can do ("pass --no-keras")."""
     if not _installed(module):
-        raise MissingDependencyError(package, TRAIN_EXTRA, what=what)
+        raise MissingDependencyError(package, TRAIN_EXTRA, what=what, instead=instead)
 
 
 def _installed(module: str) -> bool:

@@ -10,9 +10,9 @@ the converter's ``fully_quantize: 0, inference_type: 6, ...``, ``node_def_util.c
   the creation of a LiteRT interpreter in it, so an app that embeds the runtime keeps a clean
   stderr. Nested and concurrent blocks share one redirection, restored when the last one ends;
   whatever another thread writes to fd 2 inside that short window is lost too.
-- :func:`quiet_process` is for the command line: Python's ``sys.stderr`` moves to a copy of fd 2
-  (the toolkit's own lines, warnings, progress bars and tracebacks still show) and fd 2 itself
-  goes to ``/dev/null`` for the rest of the process.
+- :func:`quiet_terminal` is for a command line run: Python's ``sys.stderr`` moves to a copy of
+  fd 2 (the toolkit's own lines, warnings, progress bars and tracebacks still show) and fd 2
+  itself goes to ``/dev/null`` until the run ends.
 
 ``MNIST_EDGE_VERBOSE=1`` (what the CLI's ``--verbose`` sets) turns all of this off.
 """
@@ -30,8 +30,8 @@ from typing import TextIO
 __all__ = [
     "VERBOSE_ENV",
     "loud_again",
-    "quiet_process",
     "quiet_tensorflow_logs",
+    "quiet_terminal",
     "silenced_native_stderr",
     "verbose",
 ]
@@ -60,18 +60,20 @@ def quiet_tensorflow_logs() -> None:
 
 
 @contextlib.contextmanager
-def silenced_native_stderr() -> Iterator[None]:
-    """fd 2 points at /dev/null inside the block (unless verbose), and back afterwards."""
+def silenced_native_stderr() -> Iterator[int | None]:
+    """fd 2 points at /dev/null inside the block (unless verbose), and back afterwards. Yields a
+    file descriptor that still reaches the real stderr (for a progress bar), or None if there is
+    no stderr at all."""
     global _depth, _saved_fd
     if verbose():
-        yield
+        yield _real_fd()
         return
     with _lock:
         if _depth == 0:
             _saved_fd = _redirect_to_devnull()
         _depth += 1
     try:
-        yield
+        yield _process[0] if _process is not None else _saved_fd
     finally:
         with _lock:
             _depth -= 1
@@ -82,36 +84,71 @@ def silenced_native_stderr() -> Iterator[None]:
                 _saved_fd = None
 
 
-def quiet_process() -> None:
-    """For the CLI's whole run: Python's stderr keeps the terminal, native code's fd 2 does not.
-    Undone by :func:`loud_again` (``--verbose``)."""
+@contextlib.contextmanager
+def quiet_terminal() -> Iterator[None]:
+    """For a whole command line run: native code's fd 2 goes to /dev/null while Python's
+    ``sys.stderr`` (the toolkit's lines, warnings, progress bars, tracebacks) keeps the real
+    stderr, through a copy of it. Undone at the end, or from inside by :func:`loud_again`
+    (``--verbose``). When ``sys.stderr`` does not write to fd 2 (a test harness capturing it),
+    it is left alone and only fd 2 is redirected."""
     global _process
     if verbose() or _process is not None:
+        yield
         return
     quiet_tensorflow_logs()
     saved = _redirect_to_devnull()
     if saved is None:
+        yield
         return
-    encoding = getattr(sys.stderr, "encoding", None) or "utf-8"
-    stream = open(saved, "w", buffering=1, encoding=encoding, errors="backslashreplace", closefd=False)  # noqa: SIM115
-    _process = (saved, sys.stderr)
-    sys.stderr = stream
+    previous = sys.stderr
+    _process = (saved, previous)
+    if _writes_to_fd2(previous):
+        encoding = getattr(previous, "encoding", None) or "utf-8"
+        # Lives until loud_again() closes it: not a with-block.
+        sys.stderr = open(  # noqa: SIM115
+            saved, "w", buffering=1, encoding=encoding, errors="backslashreplace", closefd=False
+        )
+    try:
+        yield
+    finally:
+        loud_again(keep_quiet_children=True)
 
 
-def loud_again() -> None:
-    """Undo :func:`quiet_process` and let everything through from now on (``--verbose``)."""
+def loud_again(*, keep_quiet_children: bool = False) -> None:
+    """Undo :func:`quiet_terminal` and let everything through from now on (``--verbose``; child
+    processes are told too, unless ``keep_quiet_children``)."""
     global _process
-    os.environ[VERBOSE_ENV] = "1"  # child processes, and the checks above
+    if not keep_quiet_children:
+        os.environ[VERBOSE_ENV] = "1"
     if _process is None:
         return
     saved, previous = _process
     _process = None
-    with contextlib.suppress(Exception):
-        sys.stderr.flush()
-    sys.stderr = previous
+    if sys.stderr is not previous:
+        with contextlib.suppress(Exception):
+            sys.stderr.flush()
+            sys.stderr.close()
+        sys.stderr = previous
     with contextlib.suppress(OSError):
         os.dup2(saved, 2)
     os.close(saved)
+
+
+def _real_fd() -> int | None:
+    if _process is not None:
+        return _process[0]
+    try:
+        os.fstat(2)
+    except OSError:
+        return None
+    return 2
+
+
+def _writes_to_fd2(stream: object) -> bool:
+    try:
+        return stream is not None and stream.fileno() == 2  # type: ignore[attr-defined]
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError
+        return False
 
 
 def _redirect_to_devnull() -> int | None:

@@ -48,12 +48,18 @@ class MissingDependencyError(MnistEdgeError):
     """Something needs an optional dependency that is not installed (the runtime-only install has
     no TensorFlow). ``message(what)`` phrases it for a caller, e.g. a CLI command."""
 
-    def __init__(self, package: str, extra: str, *, what: str = "this", detail: str = "") -> None:
-        self.package, self.extra, self.detail = package, extra, detail
+    def __init__(
+        self, package: str, extra: str, *, what: str = "this", detail: str = "", instead: str = ""
+    ) -> None:
+        self.package, self.extra, self.detail, self.instead = package, extra, detail, instead
         super().__init__(self.message(what))
 
     def message(self, what: str) -> str:
-        return f"{what} needs {self.package}{self.detail}: pip install 'mnist-edge[{self.extra}]'"
+        """``<what> needs <package>: pip install 'mnist-edge[<extra>]'`` (``, or <instead>``)."""
+        alternative = f", or {self.instead}" if self.instead else ""
+        return (
+            f"{what} needs {self.package}{self.detail}: pip install 'mnist-edge[{self.extra}]'{alternative}"
+        )
 
 
 class ParityError(MnistEdgeError):

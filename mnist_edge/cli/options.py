@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,6 +19,7 @@ __all__ = [
     "EpochsOption",
     "MinCallsOption",
     "MinTimeOption",
+    "check_folder",
     "check_outputs",
 ]
 
@@ -78,9 +79,20 @@ def check_outputs(*paths: Path | None) -> None:
             continue
         if path.is_dir():
             raise MnistEdgeError(f"{path} is a folder; give a file name")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise MnistEdgeError(f"cannot create {path.parent}: {exc.strerror}") from None
-        if not os.access(path.parent, os.W_OK):
-            raise MnistEdgeError(f"{path.parent} is not writable")
+        check_folder(path.parent)
+
+
+def check_folder(path: Path) -> None:
+    """An output folder: it exists or can be made, and a file can be created in it (tried: root may
+    pass every permission check and still be refused, e.g. under /proc); else one clear error."""
+    if path.exists() and not path.is_dir():
+        raise MnistEdgeError(f"{path} is a file; give a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise MnistEdgeError(f"cannot create folder {path}: {exc.strerror or exc}") from None
+    try:
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise MnistEdgeError(f"cannot write in {path}: {exc.strerror or exc}") from None

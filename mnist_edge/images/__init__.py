@@ -19,6 +19,7 @@ from mnist_edge.images.files import (
     load_npy,
     read_picture,
     save_digit,
+    save_digits,
 )
 from mnist_edge.images.fit import BOX, fit_digit, ink_map
 
@@ -34,4 +35,5 @@ __all__ = [
     "load_npy",
     "read_picture",
     "save_digit",
+    "save_digits",
 ]

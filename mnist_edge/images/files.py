@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from mnist_edge._mnist import IMAGE_SHAPE, PIXEL_SCALE
 from mnist_edge.errors import InputError
 from mnist_edge.images.fit import WORK_SIDE, fit_digit
 from mnist_edge.images.steps import shrink
@@ -29,6 +30,7 @@ __all__ = [
     "load_npy",
     "read_picture",
     "save_digit",
+    "save_digits",
 ]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -144,6 +146,20 @@ def save_digit(digit: np.ndarray, path: str | os.PathLike[str]) -> Path:
     with atomic_path(path) as tmp:
         Image.fromarray(pixels, mode="L").save(tmp, format="PNG")
     return path
+
+
+def save_digits(images: np.ndarray, folder: str | os.PathLike[str], stem: str) -> list[Path]:
+    """Write each 28x28 digit of ``images`` as a PNG in ``folder``: ``<stem>.png`` for one digit,
+    ``<stem>-<i>.png`` for a batch. ``images`` is what a classifier is given: (28, 28), (N, 28, 28)
+    or (N, 784), uint8 pixels or floats in 0..1 (scaled to 0..255 for the picture)."""
+    pixels = np.asarray(images)
+    if pixels.dtype != np.uint8:
+        pixels = np.rint(np.clip(pixels.astype(np.float64), 0, 1) * PIXEL_SCALE).astype(np.uint8)
+    batch = pixels.reshape(-1, *IMAGE_SHAPE)
+    folder = Path(folder)
+    if pixels.shape == IMAGE_SHAPE:
+        return [save_digit(batch[0], folder / f"{stem}.png")]
+    return [save_digit(digit, folder / f"{stem}-{i}.png") for i, digit in enumerate(batch)]
 
 
 def _to_gray(image: Any) -> np.ndarray:
