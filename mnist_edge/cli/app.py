@@ -65,9 +65,6 @@ def _errors_to_exit_codes(func: F, command_line: str) -> F:
             # Escaped: messages hold brackets that are not markup, e.g. pip install 'mnist-edge[serve]'.
             err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
-        except MnistEdgeError as exc:  # escaped: a message may hold [brackets], e.g. an extra's name
-            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-            raise typer.Exit(exc.exit_code) from None
         except OSError as exc:
             if exc.filename is None:  # not about a path the user gave (a broken pipe, a bug): as is
                 raise

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from mnist_edge._files import writable_folder
 from mnist_edge.errors import MnistEdgeError
 
 __all__ = [
@@ -83,16 +83,5 @@ def check_outputs(*paths: Path | None) -> None:
 
 
 def check_folder(path: Path) -> None:
-    """An output folder: it exists or can be made, and a file can be created in it (tried: root may
-    pass every permission check and still be refused, e.g. under /proc); else one clear error."""
-    if path.exists() and not path.is_dir():
-        raise MnistEdgeError(f"{path} is a file; give a folder")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise MnistEdgeError(f"cannot create folder {path}: {exc.strerror or exc}") from None
-    try:
-        with tempfile.TemporaryFile(dir=path):
-            pass
-    except OSError as exc:
-        raise MnistEdgeError(f"cannot write in {path}: {exc.strerror or exc}") from None
+    """An output folder: it exists or can be made, and a file can be created in it."""
+    writable_folder(path)
