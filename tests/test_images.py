@@ -142,6 +142,29 @@ def test_a_digit_that_spans_the_picture_is_not_a_line():
     assert not steps.ruled_lines(strength, 0.1, strength > 0.4).any()
 
 
+def test_fine_pen_and_marker_strokes_are_brought_toward_mnist_width():
+    from mnist_edge.images.fit import STROKE_RANGE, normalise_strokes
+
+    def relative_width(glyph: np.ndarray) -> float:
+        return steps.stroke_width(glyph > 0.5) / max(glyph.shape)
+
+    for pen in (2, 9, 30):  # a fine pen, a normal one, a marker, on a 120-pixel 7
+        ink = np.clip((PAPER - _seven(width=pen)) / (PAPER - INK), 0, 1)
+        top, bottom, left, right = _box(ink > 0.03)
+        glyph = ink[top : bottom + 1, left : right + 1]
+        before = relative_width(glyph)
+        after = relative_width(normalise_strokes(glyph, steps.stroke_width(glyph > 0.4)))
+        low, high = STROKE_RANGE
+        if before < low:
+            assert after > before + 0.02, (pen, before, after)
+        elif before > high:
+            assert after < before - 0.02, (pen, before, after)
+        else:
+            assert after == pytest.approx(before), pen
+    small = glyph[::4, ::4]  # under twice the MNIST box: left as it is
+    np.testing.assert_array_equal(normalise_strokes(small, 0.5), small)
+
+
 @pytest.mark.parametrize(
     "picture",
     [
@@ -225,8 +248,9 @@ def test_a_perturbed_picture_fits_like_its_clean_twin(axis, level):
     for sample in digit_pictures.clean_samples("tune", limit_per_kind=3):
         clean = fit_digit(digit_pictures.apply(sample, "clean", "-"))
         perturbed = fit_digit(digit_pictures.apply(sample, axis, level))
-        # A kept line or speck, or a shadow read as ink, differs by 15-25 grey levels on average.
-        assert _shift_tolerant_diff(perturbed, clean) < 10, (sample.kind, sample.label)
+        # A kept line or speck, or a shadow read as ink, differed by 19-25 grey levels on average
+        # (measured while building the pipeline); a stroke a pixel wider or thinner, by up to ~11.
+        assert _shift_tolerant_diff(perturbed, clean) < 14, (sample.kind, sample.label)
 
 
 # --------------------------------------------------------------------------- files

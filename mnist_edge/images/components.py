@@ -81,8 +81,10 @@ def label(mask: np.ndarray) -> Components:
                 break
             root = jumped
 
-    roots, run_label = np.unique(root, return_inverse=True)
-    n = len(roots)
+    # Each set's root is its smallest run index: number the roots in order, without a sort.
+    is_root = root == np.arange(runs)
+    run_label = (np.cumsum(is_root) - 1)[root]
+    n = int(is_root.sum())
     lengths = ends - starts + 1
     area = np.bincount(run_label, weights=lengths, minlength=n).astype(np.int64)
     top = np.full(n, height, dtype=np.int64)
@@ -94,9 +96,9 @@ def label(mask: np.ndarray) -> Components:
     np.minimum.at(left, run_label, starts)
     np.maximum.at(right, run_label, ends)
 
-    # Paint the labels: a run's label over its columns, via a difference array per row.
-    paint = np.zeros((height, width + 1), dtype=np.int64)
-    np.add.at(paint, (run_rows, starts), run_label + 1)
-    np.add.at(paint, (run_rows, ends + 1), -(run_label + 1))
-    labels = np.cumsum(paint, axis=1)[:, :width].astype(np.int32)
-    return Components(labels, area, top, bottom, left, right)
+    # Paint the labels: every pixel of every run, as flat indices.
+    first_pixel = np.cumsum(lengths) - lengths
+    flat = np.arange(int(lengths.sum())) - np.repeat(first_pixel - (run_rows * width + starts), lengths)
+    labels = np.zeros(height * width, dtype=np.int32)
+    labels[flat] = np.repeat(run_label + 1, lengths)
+    return Components(labels.reshape(height, width), area, top, bottom, left, right)
