@@ -128,6 +128,31 @@ def atomic_write_with(final: str | os.PathLike[str], writer: Callable[[Path], ob
         writer(tmp)
 
 
+def writable_folder(
+    folder: str | os.PathLike[str], *, what: str = "folder", error: type[Exception] | None = None
+) -> Path:
+    """``folder``, made if missing, once a file has been created in it: the one check of an output
+    folder (root passes every permission check and can still be refused, e.g. under /proc).
+    Raises ``error`` (default :class:`~mnist_edge.errors.MnistEdgeError`) with one clear line,
+    ``what`` naming the folder in it ("--out folder")."""
+    from mnist_edge.errors import MnistEdgeError
+
+    error = error or MnistEdgeError
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise error(f"{what} {folder} is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise error(f"cannot create {what} {folder}: {exc.strerror or exc}") from None
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise error(f"cannot write in {what} {folder}: {exc.strerror or exc}") from None
+    return folder
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -9,6 +9,7 @@ failed" (see :class:`ParityError`)::
     ├── ModelLoadError   a model file is missing, corrupt, tampered with or not an MNIST classifier
     ├── InputError       images handed to the runtime have the wrong shape, dtype or range
     ├── ExportError      an export cannot be produced (bad options, unsupported combination, I/O)
+    ├── MissingDependencyError  an optional framework (TensorFlow for training) is not installed
     ├── ToolchainError   a compiler, emulator or reference engine a check needs is missing or failed
     └── ParityError      an artifact is out of its accuracy tolerance against the reference
 """
@@ -41,6 +42,24 @@ class ExportError(MnistEdgeError):
 
 class ToolchainError(MnistEdgeError):
     """A C compiler, emulator or reference engine that a check needs is missing or failed."""
+
+
+class MissingDependencyError(MnistEdgeError):
+    """Something needs an optional dependency that is not installed (the runtime-only install has
+    no TensorFlow). ``message(what)`` phrases it for a caller, e.g. a CLI command."""
+
+    def __init__(
+        self, package: str, extra: str, *, what: str = "this", detail: str = "", instead: str = ""
+    ) -> None:
+        self.package, self.extra, self.detail, self.instead = package, extra, detail, instead
+        super().__init__(self.message(what))
+
+    def message(self, what: str) -> str:
+        """``<what> needs <package>: pip install 'mnist-edge[<extra>]'`` (``, or <instead>``)."""
+        alternative = f", or {self.instead}" if self.instead else ""
+        return (
+            f"{what} needs {self.package}{self.detail}: pip install 'mnist-edge[{self.extra}]'{alternative}"
+        )
 
 
 class ParityError(MnistEdgeError):

@@ -13,12 +13,9 @@ from mnist_edge._files import atomic_path
 
 
 def _pyplot() -> Any:
-    import matplotlib
+    from mnist_edge._heavy import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return pyplot()
 
 
 def _save(fig: Any, path: str | os.PathLike[str]) -> None:

@@ -17,12 +17,11 @@ import math
 import os
 import time
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mnist_edge._files import atomic_path, atomic_write_json, sha256_file, sweep_stale_temps
+from mnist_edge._files import atomic_path, atomic_write_json, sha256_file, sweep_stale_temps, writable_folder
 from mnist_edge._mnist import CLASS_NAMES, IMAGE_SHAPE, PIXEL_SCALE
 from mnist_edge.data import MnistData, load_mnist_data
 from mnist_edge.errors import MnistEdgeError
@@ -261,13 +260,7 @@ def train(
 
     config = config or TrainConfig()
     config.validate()
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise MnistEdgeError(f"cannot create the output folder {out}: {exc.strerror}") from None
-    if not os.access(out, os.W_OK):
-        raise MnistEdgeError(f"the output folder {out} is not writable")
+    out = writable_folder(out_dir, what="the output folder")
     sweep_stale_temps(out)  # what a killed earlier run left behind
     data = data or load_mnist_data(data_path)
     arrays = split(data, config)

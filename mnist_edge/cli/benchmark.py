@@ -60,6 +60,11 @@ def benchmark_cmd(
             raise MnistEdgeError(f"{name} must be at least 1, got {value}")
     if keras and not model.is_file():
         raise MnistEdgeError(f"Keras model {model} does not exist: pass --model, or --no-keras")
+    if keras:
+        from mnist_edge._heavy import require
+
+        # Found out now, not after every artifact has been measured.
+        require("tensorflow", "TensorFlow for the Keras comparison", instead="pass --no-keras")
     paths = resolve_artifacts(artifacts, model)
     check_outputs(json_out, markdown_out, plot_out)
 

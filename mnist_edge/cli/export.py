@@ -18,7 +18,7 @@ from mnist_edge.cli.options import (
 from mnist_edge.cli.render import print_exports, print_parity, say, write_report_files
 
 
-@command(name="export")
+@command(name="export", needs_tensorflow=True)
 def export_cmd(
     model: Annotated[Path, typer.Option("--model", help="The .keras model to export.")] = DEFAULT_MODEL,
     fmt: Annotated[
@@ -111,7 +111,7 @@ def export_cmd(
 _OVERRIDE_HELP = "PRECISION=VALUE (e.g. int8=0.5) or VALUE for every precision; repeatable."
 
 
-@command(name="verify")
+@command(name="verify", needs_tensorflow=True)
 def verify_cmd(
     artifacts: Annotated[list[Path] | None, artifacts_argument("verify", c_code=True)] = None,
     model: Annotated[

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from mnist_edge._files import writable_folder
 from mnist_edge.errors import MnistEdgeError
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "EpochsOption",
     "MinCallsOption",
     "MinTimeOption",
+    "check_folder",
     "check_outputs",
 ]
 
@@ -78,9 +79,9 @@ def check_outputs(*paths: Path | None) -> None:
             continue
         if path.is_dir():
             raise MnistEdgeError(f"{path} is a folder; give a file name")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise MnistEdgeError(f"cannot create {path.parent}: {exc.strerror}") from None
-        if not os.access(path.parent, os.W_OK):
-            raise MnistEdgeError(f"{path.parent} is not writable")
+        check_folder(path.parent)
+
+
+def check_folder(path: Path) -> None:
+    """An output folder: it exists or can be made, and a file can be created in it."""
+    writable_folder(path)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from mnist_edge.cli.app import command
-from mnist_edge.cli.options import ArchOption, DataOption, EpochsOption
+from mnist_edge.cli.options import ArchOption, DataOption, EpochsOption, check_folder
 from mnist_edge.cli.render import console, say
 
 if TYPE_CHECKING:
@@ -21,7 +21,7 @@ def _show(result: StageResult) -> None:
     console.print(f"{result.name:<10} {mark:<18} {result.seconds:7.1f} s{note}", highlight=False)
 
 
-@command(name="pipeline")
+@command(name="pipeline", needs_tensorflow=True)
 def pipeline_cmd(
     out: Annotated[Path, typer.Option("--out", help="Folder for every artifact and the report.")] = Path(
         "artifacts"
@@ -48,6 +48,8 @@ def pipeline_cmd(
 ) -> None:
     """The main job: data -> train -> export -> verify -> benchmark -> report (artifacts/report.md)."""
     from mnist_edge.pipeline import PipelineConfig, run_pipeline
+
+    check_folder(out)
 
     config = PipelineConfig(
         out_dir=out,

@@ -60,22 +60,13 @@ def _wide(min_width: int) -> Console:
 @contextlib.contextmanager
 def native_stderr_silenced() -> Iterator[int | None]:
     """Send what C++ code writes straight to fd 2 (LiteRT's "Created XNNPACK delegate", TensorFlow's
-    CUDA probes) to /dev/null; Python exceptions are unaffected. Yields a duplicate of the real
-    stderr for output that must still be seen, or None when there is no real stderr to silence
-    (embedded, some test runners)."""
-    sys.stderr.flush()
-    try:
-        saved = os.dup(2)
-    except OSError:
-        yield None
-        return
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-        yield saved
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+    CUDA probes) to /dev/null; Python exceptions are unaffected. Yields a file descriptor of the
+    real stderr for output that must still be seen, or None when there is no real stderr to silence
+    (embedded, some test runners). See :mod:`mnist_edge._quiet`."""
+    from mnist_edge._quiet import silenced_native_stderr
+
+    with silenced_native_stderr() as real:
+        yield real
 
 
 @contextlib.contextmanager

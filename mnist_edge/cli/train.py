@@ -42,7 +42,7 @@ def data_show(
     console.print(f"wrote {out}")
 
 
-@command(name="train")
+@command(name="train", needs_tensorflow=True)
 def train_cmd(
     arch: ArchOption = "mlp",
     epochs: EpochsOption = None,
@@ -100,7 +100,7 @@ def train_cmd(
         console.print(f"wrote {path}")
 
 
-@command(name="evaluate")
+@command(name="evaluate", needs_tensorflow=True)
 def evaluate_cmd(
     model: Annotated[Path, typer.Argument(help="A .keras model file.")] = DEFAULT_MODEL,
     out: Annotated[

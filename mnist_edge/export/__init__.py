@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mnist_edge import CLASS_NAMES
-from mnist_edge._files import atomic_path, atomic_write_bytes, sha256_file, sweep_stale_temps
+from mnist_edge._files import atomic_path, atomic_write_bytes, sha256_file, sweep_stale_temps, writable_folder
 from mnist_edge.data import MnistData, load_mnist_data
 from mnist_edge.environment import package_versions
 from mnist_edge.errors import DataError, ExportError, MnistEdgeError
@@ -261,7 +261,9 @@ def export_many(
         if target.preflight is not None:
             target.preflight(opset)  # a bad option fails before the slow part
     model_path = Path(model_path)
-    out = _writable_dir(Path(out_dir) if out_dir is not None else model_path.parent)
+    out = writable_folder(
+        Path(out_dir) if out_dir is not None else model_path.parent, what="--out folder", error=ExportError
+    )
     sweep_stale_temps(out)  # what a killed earlier run left behind
     model_sha = sha256_file(model_path) if model_path.is_file() else None
     targets, reused = _resolve_inputs(targets, out, model_sha, calibration_samples, seed)
@@ -417,15 +419,3 @@ def _device_bundle(
     reference = compute_reference(model_path, mnist.x_test, mnist.y_test)
     packed = pack_bundle(reference, mnist.x_test, data_source=mnist.source)
     return parse_bundle(path, packed).manifest_entry(), packed
-
-
-def _writable_dir(folder: Path) -> Path:
-    if folder.exists() and not folder.is_dir():
-        raise ExportError(f"--out {folder} is a file, not a folder")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ExportError(f"cannot create --out folder {folder}: {exc.strerror or exc}") from None
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise ExportError(f"--out folder {folder} is not writable")
-    return folder

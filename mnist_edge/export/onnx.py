@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from mnist_edge._heavy import tensorflow
+from mnist_edge._heavy import tf2onnx as _tf2onnx
 from mnist_edge._mnist import PIXEL_SCALE
 from mnist_edge.errors import ExportError
 from mnist_edge.export._base import (
@@ -248,13 +249,13 @@ def _quantization(node: Any, initializers: dict[str, Any]) -> tuple[np.ndarray, 
 def float_model(job: ExportJob) -> Any:
     """The float32 ``ModelProto``: checked in full, batch dimension named ``batch``."""
     import onnx
-    import tf2onnx
 
     if job.opset < MIN_OPSET:
         raise ExportError(
             f"--opset {job.opset} is too old: use {MIN_OPSET} or newer (default {DEFAULT_OPSET})"
         )
     tf = tensorflow()
+    tf2onnx = _tf2onnx()
     logging.getLogger("tf2onnx").setLevel(logging.WARNING)
     keras_model = static_shapes(job.model)
     signature = [tf.TensorSpec((None, *job.per_image), tf.float32, name=INPUT_NAME)]

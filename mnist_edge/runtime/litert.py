@@ -25,11 +25,21 @@ __all__ = ["LiteRTBackend", "new_interpreter"]
 
 
 def new_interpreter(model_content: bytes, threads: int) -> Any:
-    """A LiteRT ``Interpreter`` over ``model_content`` with ``threads`` threads, built as the
-    backend builds each of its own; the benchmark's bare engine uses it too."""
+    """A LiteRT ``Interpreter`` over ``model_content`` with ``threads`` threads and its tensors
+    allocated, built as the backend builds each of its own; the benchmark's bare engine uses it too.
+
+    LiteRT applies its XNNPACK delegate at the first allocation and says so on stderr, from C++
+    ("INFO: Created TensorFlow Lite XNNPACK delegate for CPU."), every time: creation and first
+    allocation happen here with fd 2 silenced (``MNIST_EDGE_VERBOSE=1`` keeps the line).
+    """
     from ai_edge_litert.interpreter import Interpreter
 
-    return Interpreter(model_content=model_content, num_threads=threads)
+    from mnist_edge._quiet import silenced_native_stderr
+
+    with silenced_native_stderr():
+        interpreter = Interpreter(model_content=model_content, num_threads=threads)
+        interpreter.allocate_tensors()
+    return interpreter
 
 
 class LiteRTBackend(Backend):
