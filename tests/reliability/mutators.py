@@ -14,7 +14,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from mnist_edge.runtime.guard.tflite_check import _Buffer, _Table
+from mnist_edge.runtime.guard.flatbuffer import _Buffer, _Table
 
 Mutator = Callable[[bytes, random.Random], tuple[bytes, str]]
 

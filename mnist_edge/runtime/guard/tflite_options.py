@@ -18,12 +18,10 @@ Field slots are ``4 + 2 * field id`` from TensorFlow's ``schema.fbs``.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
+from mnist_edge.runtime.guard.flatbuffer import _Table
 from mnist_edge.runtime.guard.limits import MAX_RANK, MAX_WINDOW
-
-if TYPE_CHECKING:
-    from mnist_edge.runtime.guard.tflite_check import _Table
 
 __all__ = ["NEEDS_TABLE", "RULES", "Rule", "options_problem"]
 
