@@ -1,10 +1,11 @@
 """Read an int8 ``.tflite`` into the layers the C generator emits, with every constant computed.
 
-The file is first vetted by the runtime's structural check (``runtime/guard/tflite_check.py``), then
-read with the same bounds-checked flatbuffer reader, so the generator never trusts an offset it did not
-check. The graph must be a chain from one uint8 pixel input to one uint8 probability output;
-each operator is turned into a layer by one function of :data:`LOWERINGS` (adding an operator is
-one function and one line there). Any other operator is refused by name.
+The file is first vetted by the runtime's structural check (``runtime/guard/tflite_check.py``),
+then read with the same bounds-checked flatbuffer reader (``runtime/guard/flatbuffer.py``), so the
+generator never trusts an offset it did not check. The graph must be a chain from one uint8 pixel
+input to one uint8 probability output; each operator is turned into a layer by one function of
+:data:`LOWERINGS` (adding an operator is one function there, an emitter in ``c_layers.py`` and a
+kernel in ``c_templates/``). Any other operator is refused by name.
 
 Activations are kept in one representation everywhere: an int8 tensor's value ``q`` is stored as
 the byte ``q + 128`` (a uint8 tensor as itself). Then the model's input quantisation (uint8 pixels
@@ -31,15 +32,16 @@ import numpy as np
 
 from mnist_edge._mnist import NUM_CLASSES, PIXEL_SCALE, PIXELS
 from mnist_edge.errors import ExportError
-from mnist_edge.runtime.guard import tflite_check as fb  # the flatbuffer reader and its field slots
+from mnist_edge.runtime.guard import flatbuffer as fb  # the bounds-checked reader and field slots
+from mnist_edge.runtime.guard import tflite_check as guard
+from mnist_edge.runtime.guard.limits import MAX_RANK
 
 __all__ = ["LOWERINGS", "Dense", "Layer", "Model", "Softmax", "read_model"]
 
 _FLOAT32, _INT32, _UINT8, _INT8 = 0, 2, 3, 9
 _DTYPES = {_FLOAT32: "float32", _INT32: "int32", _UINT8: "uint8", _INT8: "int8"}
-#: Operator.builtin_options (field 4) and the option fields read (FullyConnectedOptions,
-#: SoftmaxOptions: both field 0).
-_OP_OPTIONS = 12
+#: The option field read (FullyConnectedOptions.fused_activation_function, SoftmaxOptions.beta:
+#: both field 0).
 _OPTION_0 = 4
 _ACTIVATIONS = {0: "NONE", 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6", 4: "TANH", 5: "SIGN_BIT"}
 #: The softmax output every int8 TFLite model has (TFLM refuses any other).
@@ -148,41 +150,43 @@ class Model:
 
 def _graph(data: bytes) -> tuple[list[Tensor], list[Operator], list[int], list[int]]:
     try:
-        fb.check_tflite(data)
+        guard.check_tflite(data)
     except fb.TFLiteStructureError as exc:
         raise ExportError(f"not a usable .tflite file: {exc}") from None
     buf = fb._Buffer(data)
     model = buf.table(buf.follow(0))
-    codes = [fb._builtin_code(c) for c in model.tables(fb._MODEL_OPCODES, fb.MAX_OPERATOR_CODES, "opcodes")]
-    buffers = model.tables(fb._MODEL_BUFFERS, fb.MAX_BUFFERS, "buffers")
+    codes = [
+        guard._builtin_code(c) for c in model.tables(fb._MODEL_OPCODES, guard.MAX_OPERATOR_CODES, "opcodes")
+    ]
+    buffers = model.tables(fb._MODEL_BUFFERS, guard.MAX_BUFFERS, "buffers")
     subgraph = model.tables(fb._MODEL_SUBGRAPHS, 1, "subgraphs")[0]
     tensors = [
         _tensor(i, t, buffers, buf)
-        for i, t in enumerate(subgraph.tables(fb._SG_TENSORS, fb.MAX_TENSORS, "t"))
+        for i, t in enumerate(subgraph.tables(fb._SG_TENSORS, guard.MAX_TENSORS, "t"))
     ]
     operators = []
-    for position, op in enumerate(subgraph.tables(fb._SG_OPERATORS, fb.MAX_OPERATORS, "operators")):
+    for position, op in enumerate(subgraph.tables(fb._SG_OPERATORS, guard.MAX_OPERATORS, "operators")):
         code = codes[op.scalar(fb._OP_OPCODE, "I")]
-        (output,) = fb._ints(op, fb._OP_OUTPUTS, "outputs")
+        (output,) = guard._ints(op, fb._OP_OUTPUTS, "outputs")
         operators.append(
             Operator(
                 position=position,
-                name=fb.ALLOWED_OPERATORS[code].name,
-                inputs=tuple(fb._ints(op, fb._OP_INPUTS, "inputs")),
+                name=guard.ALLOWED_OPERATORS[code].name,
+                inputs=tuple(guard._ints(op, fb._OP_INPUTS, "inputs")),
                 output=output,
-                options=op.table(_OP_OPTIONS),
+                options=op.table(fb._OP_OPTIONS),
             )
         )
-    inputs = list(fb._ints(subgraph, fb._SG_INPUTS, "inputs"))
-    outputs = list(fb._ints(subgraph, fb._SG_OUTPUTS, "outputs"))
+    inputs = list(guard._ints(subgraph, fb._SG_INPUTS, "inputs"))
+    outputs = list(guard._ints(subgraph, fb._SG_OUTPUTS, "outputs"))
     return tensors, operators, inputs, outputs
 
 
 def _tensor(index: int, table: fb._Table, buffers: list[fb._Table], buf: fb._Buffer) -> Tensor:
     kind = table.scalar(fb._T_TYPE, "b")
-    shape = tuple(int(d) for d in table.scalars(fb._T_SHAPE, "i", fb.MAX_RANK, "shape"))
+    shape = tuple(int(d) for d in table.scalars(fb._T_SHAPE, "i", MAX_RANK, "shape"))
     data = None
-    found = buffers[table.scalar(fb._T_BUFFER, "I")].vector(fb._BUF_DATA, 1, fb.MAX_TENSOR_BYTES, "buffer")
+    found = buffers[table.scalar(fb._T_BUFFER, "I")].vector(fb._BUF_DATA, 1, guard.MAX_TENSOR_BYTES, "buffer")
     if found is not None and found[1]:
         start, length = found
         data = bytes(buf.data[start : start + length])
@@ -191,9 +195,9 @@ def _tensor(index: int, table: fb._Table, buffers: list[fb._Table], buf: fb._Buf
     axis = 0
     quant = table.table(fb._T_QUANT)
     if quant is not None:
-        scales = tuple(float(s) for s in quant.scalars(fb._Q_SCALE, "f", fb.MAX_TENSOR_BYTES, "scales"))
+        scales = tuple(float(s) for s in quant.scalars(fb._Q_SCALE, "f", guard.MAX_TENSOR_BYTES, "scales"))
         zeros = tuple(
-            int(z) for z in quant.scalars(fb._Q_ZERO_POINT, "q", fb.MAX_TENSOR_BYTES, "zero points")
+            int(z) for z in quant.scalars(fb._Q_ZERO_POINT, "q", guard.MAX_TENSOR_BYTES, "zero points")
         )
         axis = quant.scalar(fb._Q_DIMENSION, "i")
     return Tensor(index, shape, _DTYPES.get(kind, f"type {kind}"), scales, zeros, axis, data)
