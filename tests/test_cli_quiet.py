@@ -87,7 +87,7 @@ def picture(tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize(
     "command",
-    ["train", "evaluate", "export", "verify", "pipeline", "benchmark", "predict-keras"],
+    ["train", "evaluate", "export", "pipeline", "benchmark", "predict-keras"],
 )
 def test_commands_that_need_tensorflow_say_so_in_one_line(
     command, tiny_model_path, exported_dir, picture, tmp_path
@@ -97,7 +97,6 @@ def test_commands_that_need_tensorflow_say_so_in_one_line(
         "train": ["train", "--epochs", "1", "--out", str(tmp_path)],
         "evaluate": ["evaluate", model],
         "export": ["export", "--model", model, "--out", str(tmp_path)],
-        "verify": ["verify", "--model", model, str(exported_dir / "model.int8.tflite")],
         "pipeline": ["pipeline", "--quick", "--out", str(tmp_path)],
         "benchmark": ["benchmark", str(exported_dir / "model.int8.tflite"), "--model", model],
         "predict-keras": ["predict", model, str(picture)],

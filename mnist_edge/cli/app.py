@@ -61,6 +61,7 @@ def _errors_to_exit_codes(func: F, command_line: str) -> F:
         except MissingDependencyError as exc:  # "`mnist-edge train` needs TensorFlow: pip install ..."
             message = escape(exc.message(f"`{command_line}`"))
             err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
         except MnistEdgeError as exc:
             # Escaped: messages hold brackets that are not markup, e.g. pip install 'mnist-edge[serve]'.
             err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)

@@ -111,7 +111,7 @@ def export_cmd(
 _OVERRIDE_HELP = "PRECISION=VALUE (e.g. int8=0.5) or VALUE for every precision; repeatable."
 
 
-@command(name="verify", needs_tensorflow=True)
+@command(name="verify")
 def verify_cmd(
     artifacts: Annotated[list[Path] | None, artifacts_argument("verify", c_code=True)] = None,
     model: Annotated[
