@@ -581,12 +581,15 @@ def test_runtime_works_without_tensorflow_keras_or_tf2onnx(exported, pixels, tmp
         import mnist_edge.runtime
         from mnist_edge.runtime import load
         engines_at_import = sorted(m for m in ("onnxruntime", "ai_edge_litert", "onnx") if m in sys.modules)
+        pictures = sorted(m for m in ("mnist_edge.images", "PIL") if m in sys.modules)
         images = np.load({str(images)!r})
         labels = {{}}
         for path in {paths!r}:
             labels[path] = load(path).predict(images).tolist()
         heavy = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
-        print(json.dumps({{"labels": labels, "heavy": heavy, "engines_at_import": engines_at_import}}))
+        pictures += sorted(m for m in ("mnist_edge.images", "PIL") if m in sys.modules)
+        print(json.dumps({{"labels": labels, "heavy": heavy, "engines_at_import": engines_at_import,
+                          "pictures": pictures}}))
         """
     )
     done = subprocess.run(
@@ -596,6 +599,7 @@ def test_runtime_works_without_tensorflow_keras_or_tf2onnx(exported, pixels, tmp
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["heavy"] == []
     assert result["engines_at_import"] == []  # engines load with the first model that needs them
+    assert result["pictures"] == []  # the picture pipeline and Pillow: only for an app that reads pictures
     for kind in KINDS:
         path = str(exported[kind].path)
         assert result["labels"][path] == load(path).predict(pixels[:50]).tolist()

@@ -4,10 +4,10 @@ A photo or scan is paper (lit unevenly, noisy, maybe ruled) with ink on it, and 
 The steps, in the order :func:`~mnist_edge.images.fit.fit_digit` runs them:
 
 1. :func:`to_gray` and :func:`shrink` to a working resolution (a digit needs no more);
-2. :func:`dark_ink` decides the polarity, from the border (paper) and the two extremes;
+2. :func:`dark_ink` decides the polarity: the border is paper, the ink lies beyond its range;
 3. :func:`background` estimates the paper's brightness everywhere (a grey closing at a coarse
    scale: it removes strokes and keeps gradients and shadows), and :func:`ink_strength` divides
-   it out, so that lighting cancels;
+   it out, so that lighting cancels; with :func:`stroke_width` known, a second, closer look;
 4. :func:`noise_sigma` measures the sensor noise, from which the ink levels follow (:func:`levels`);
 5. :func:`ruled_lines` finds lines that run across the picture (notebook paper) so they can be
    dropped, keeping the pixels where a stroke crosses them;
@@ -62,13 +62,13 @@ LINE_THRESHOLD = 0.12
 LINE_SPAN = 0.85
 #: ... at an angle of at most this many degrees ...
 LINE_MAX_ANGLE = 3.0
+#: ... and is at most this thick (fraction of the picture's height, at least 2 pixels).
+LINE_MAX_THICKNESS = 0.04
 #: Rows a line's band may have beyond its thickness (a slant over two rows, anti-aliased edges).
 LINE_FRINGE = 4
 #: Stroke pixels on a line this many times its strength (the upper quartile over the line: its core,
 #: not its anti-aliased edges) are ink on top of it.
 LINE_INK_RATIO = 1.6
-#: ... and is at most this thick (fraction of the picture's height, at least 2 pixels).
-LINE_MAX_THICKNESS = 0.04
 #: Components of at least this fraction of the digit's area and of its extent (larger side), near
 #: it, are parts of the digit (a broken stroke, a separately drawn bar); smaller ones are specks.
 PART_AREA = 0.01
