@@ -148,6 +148,12 @@ def test_an_operator_without_a_kernel_is_named(int8_tflite, monkeypatch):
         generate(int8_tflite.read_bytes())
 
 
+def test_a_convolutional_model_is_refused_naming_its_first_operator_without_a_kernel(cnn_exported):
+    # The generator has kernels for the MLP's operators; a CNN's int8 file names what is missing.
+    with pytest.raises(ExportError, match=r"does not support operator (CONV_2D|DEPTHWISE_CONV_2D)"):
+        generate(cnn_exported["tflite", "int8"].path.read_bytes())
+
+
 def test_a_float_model_is_refused_with_what_to_do(exported):
     with pytest.raises(ExportError, match=r"float32.*--quantize int8"):
         generate(exported["tflite", "fp32"].path.read_bytes())
