@@ -235,7 +235,7 @@ def _read_run(folder: Path) -> ArchitectureRun:
 
 
 def _parity_rows(folder: Path) -> dict[str, Any]:
-    from mnist_edge.report import load_parity
+    from mnist_edge.parity import ParityReport
 
-    report = load_parity(folder)
+    report = ParityReport.read(folder)
     return {} if report is None else {row.name: row for row in report.rows}

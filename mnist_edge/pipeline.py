@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mnist_edge._files import atomic_write_json, sha256_file
+from mnist_edge._files import atomic_write_json, sha256_file, writable_folder
 from mnist_edge.errors import MnistEdgeError, ParityError
 
 if TYPE_CHECKING:
@@ -193,8 +193,7 @@ def run_pipeline(
     other = _comparison_folder(config)
     say = log or (lambda _msg: None)
     show = progress or (lambda _result: None)
-    out = Path(config.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = writable_folder(config.out_dir, what="--out folder")  # after the options: a typo makes no folder
     state = StageState(out)
     model_path = out / "model.keras"
     stages: list[StageResult] = []

@@ -215,22 +215,12 @@ def _architectures_section(folder: Path) -> list[str]:
     ]
 
 
-def load_parity(folder: Path) -> ParityReport | None:
-    """``parity.json`` as the parity module reads it; None when it is missing or not that format."""
-    from mnist_edge.parity import ParityReport
-
-    data = _load(folder / "parity.json")
-    try:
-        return ParityReport.from_dict(data) if data else None
-    except (KeyError, TypeError, ValueError):
-        return None
-
-
 def render(folder: Path, data_info: dict[str, Any] | None = None) -> str:
     from mnist_edge.bench import BenchmarkReport
+    from mnist_edge.parity import ParityReport
 
     metrics = _load(folder / "metrics.json") or {}
-    parity = load_parity(folder)
+    parity = ParityReport.read(folder)
     bench_dict = _load(folder / "benchmark.json")
     bench = BenchmarkReport.from_dict(bench_dict) if bench_dict else None
     rows = bundle_rows(parity, bench)

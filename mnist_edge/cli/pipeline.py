@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from mnist_edge.cli.app import command
-from mnist_edge.cli.options import ArchOption, DataOption, EpochsOption, check_folder
+from mnist_edge.cli.options import ArchOption, DataOption, EpochsOption
 from mnist_edge.cli.render import console, say
 
 if TYPE_CHECKING:
@@ -48,8 +48,6 @@ def pipeline_cmd(
 ) -> None:
     """The main job: data -> train -> export -> verify -> benchmark -> report (artifacts/report.md)."""
     from mnist_edge.pipeline import PipelineConfig, run_pipeline
-
-    check_folder(out)
 
     config = PipelineConfig(
         out_dir=out,

@@ -4,6 +4,7 @@ JSON (``parity.json``) and Markdown and read back with ``from_dict``. This modul
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,6 +125,15 @@ class ParityReport:
             seconds=data["seconds"],
             forced=data.get("forced", False),
         )
+
+    @classmethod
+    def read(cls, folder: Path) -> ParityReport | None:
+        """The ``parity.json`` in ``folder``; None when it is missing or not this format (a report
+        or a comparison is still written without it)."""
+        try:
+            return cls.from_dict(json.loads((folder / "parity.json").read_text()))
+        except (OSError, KeyError, TypeError, ValueError):
+            return None
 
     def to_markdown(self) -> str:
         ref = self.reference
