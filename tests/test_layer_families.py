@@ -17,7 +17,7 @@ import pytest
 from layer_families import FAMILIES, train_tiny
 
 from mnist_edge.errors import ExportError, ModelLoadError
-from mnist_edge.export import TARGETS, export_many
+from mnist_edge.export import MODEL_TARGETS, export_many
 from mnist_edge.manifest import Manifest
 from mnist_edge.model import check_exportable, output_kind
 
@@ -36,7 +36,7 @@ def test_every_export_of_each_layer_family_loads_and_passes_parity(family, mnist
     spec = FAMILIES[family]
     model_path = train_tiny(spec.build(), mnist, tmp_path / "model.keras", epochs=spec.epochs)
     results = export_many(model_path, "all", "all", tmp_path, data=mnist, calibration_samples=CALIBRATION)
-    assert {(r.format, r.precision) for r in results} == set(TARGETS)
+    assert {(r.format, r.precision) for r in results} == set(MODEL_TARGETS)
 
     from mnist_edge.model import load_model
 
@@ -54,7 +54,7 @@ def test_every_export_of_each_layer_family_loads_and_passes_parity(family, mnist
     report = verify([r.path for r in results], model_path, data=mnist)
     failed = {row.name: row.reasons for row in report.rows if row.status != "PASS"}
     assert not failed, failed
-    assert report.passed and len(report.rows) == len(TARGETS)
+    assert report.passed and len(report.rows) == len(MODEL_TARGETS)
 
     # The benchmark times the Keras model on the test digits, whatever input shape it takes.
     from mnist_edge.bench import BenchOptions, benchmark_keras
