@@ -114,8 +114,13 @@ def readme_table(results: Path = RESULTS) -> str:
     repeat = _load(results / "repeatability.json")
     if repeat:
         verdict = "met" if repeat["max_abs_change"] <= repeat["target"] else "not met"
+        budget = (
+            f" --min-time {repeat['min_time']} --min-calls {repeat['min_calls']}"
+            if repeat.get("min_time")
+            else ""
+        )
         lines += [
-            f"Repeatability (`benchmarks/repeatability.py`, two back-to-back `mnist-edge benchmark` runs): "
+            f"Repeatability (`benchmarks/repeatability.py{budget}`, two back-to-back `mnist-edge benchmark` runs): "
             f"over {repeat['figures']} p50 figures the median change was {repeat['median_abs_change']:.1%} "
             f"and the largest {repeat['max_abs_change']:.1%} ({repeat['worst']}); target within "
             f"{repeat['target']:.0%}: {verdict}."
