@@ -120,7 +120,8 @@ def readme_table(results: Path = RESULTS) -> str:
             else ""
         )
         lines += [
-            f"Repeatability (`benchmarks/repeatability.py{budget}`, two back-to-back `mnist-edge benchmark` runs): "
+            f"Repeatability (`benchmarks/repeatability.py{budget}`, two back-to-back "
+            "`mnist-edge benchmark` runs): "
             f"over {repeat['figures']} p50 figures the median change was {repeat['median_abs_change']:.1%} "
             f"and the largest {repeat['max_abs_change']:.1%} ({repeat['worst']}); target within "
             f"{repeat['target']:.0%}: {verdict}."
