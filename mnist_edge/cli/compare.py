@@ -13,6 +13,7 @@ from mnist_edge.cli.options import (
     DataOption,
     MinCallsOption,
     MinTimeOption,
+    ThreadsOption,
     check_outputs,
     output_option,
 )
@@ -29,7 +30,7 @@ def compare_cmd(
             show_default=False,
         ),
     ],
-    threads: Annotated[int, typer.Option(min=1, help="Engine threads.")] = 1,
+    threads: ThreadsOption = 1,
     batch_sizes: BatchSizesOption = "1,1024",
     min_time: MinTimeOption = "2s",
     min_calls: MinCallsOption = 100,

@@ -50,6 +50,7 @@ MinTimeOption = Annotated[
 BatchSizesOption = Annotated[
     str, typer.Option("--batch-sizes", help="Comma-separated; batch 1 is always measured.")
 ]
+ThreadsOption = Annotated[int, typer.Option(min=1, help="Engine threads.")]
 MinCallsOption = Annotated[int, typer.Option("--min-calls", help="Calls per measurement, at least.")]
 
 #: Where ``train`` writes the model and every other command looks for it by default.

@@ -10,7 +10,7 @@ import typer
 
 from mnist_edge._mnist import NUM_CLASSES
 from mnist_edge.cli.app import command
-from mnist_edge.cli.options import check_folder
+from mnist_edge.cli.options import ThreadsOption, check_folder
 from mnist_edge.cli.render import (
     err_console,
     native_stderr_silenced,
@@ -48,7 +48,7 @@ def predict_cmd(
             show_default=False,
         ),
     ] = None,
-    threads: Annotated[int, typer.Option(min=1, help="Engine threads.")] = 1,
+    threads: ThreadsOption = 1,
     save_inputs: Annotated[
         Path | None,
         typer.Option(
