@@ -129,27 +129,40 @@ def atomic_write_with(final: str | os.PathLike[str], writer: Callable[[Path], ob
 
 
 def writable_folder(
-    folder: str | os.PathLike[str], *, what: str = "folder", error: type[Exception] | None = None
+    folder: str | os.PathLike[str],
+    *,
+    what: str = "folder",
+    error: type[Exception] | None = None,
+    create: bool = True,
 ) -> Path:
     """``folder``, made if missing, once a file has been created in it: the one check of an output
     folder (root passes every permission check and can still be refused, e.g. under /proc).
     Raises ``error`` (default :class:`~mnist_edge.errors.MnistEdgeError`) with one clear line,
-    ``what`` naming the folder in it ("--out folder")."""
+    ``what`` naming the folder in it ("--out folder"). ``create=False`` makes nothing: a missing
+    folder's nearest existing parent is checked instead (for a check before any work)."""
     from mnist_edge.errors import MnistEdgeError
 
     error = error or MnistEdgeError
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise error(f"{what} {folder} is a file, not a folder")
+    probe = folder
+    if create:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise error(f"cannot create {what} {folder}: {exc.strerror or exc}") from None
+    else:
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        if not probe.is_dir():
+            raise error(f"cannot create {what} {folder}: {probe} is a file")
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise error(f"cannot create {what} {folder}: {exc.strerror or exc}") from None
-    try:
-        with tempfile.TemporaryFile(dir=folder):
+        with tempfile.TemporaryFile(dir=probe):
             pass
     except OSError as exc:
-        raise error(f"cannot write in {what} {folder}: {exc.strerror or exc}") from None
+        where = folder if probe == folder else f"{folder} (in {probe})"
+        raise error(f"cannot write in {what} {where}: {exc.strerror or exc}") from None
     return folder
 
 

@@ -84,5 +84,6 @@ def check_outputs(*paths: Path | None) -> None:
 
 
 def check_folder(path: Path) -> None:
-    """An output folder: it exists or can be made, and a file can be created in it."""
-    writable_folder(path)
+    """An output folder: it exists or could be made, and a file can be created there; else one clear
+    error. Nothing is made: a command refused later leaves no folder behind."""
+    writable_folder(path, create=False)
