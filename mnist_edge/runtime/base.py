@@ -85,11 +85,12 @@ class Backend:
 
     def fold_input_scale(self, divide_by: float) -> bool:
         """Make the model take float pixels 0..255 where it took ``pixels / divide_by``, if the
-        engine's model allows that exactly; return whether it did. Called once, before anything
+        engine's model allows that (up to float rounding); return whether it did. Called once, before anything
         is bound, only for float-input models.
 
         Why: the division is a whole numpy pass per call that the model can absorb for free (see
-        :mod:`~mnist_edge.runtime.tflite_fold`). The default folds nothing.
+        :mod:`~mnist_edge.runtime.tflite_fold`, :mod:`~mnist_edge.runtime.onnx_fold`). The default
+        folds nothing.
         """
         return False
 

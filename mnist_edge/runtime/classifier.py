@@ -88,12 +88,6 @@ class Classifier:
         else:
             self._class_names = CLASS_NAMES
             divide_by = preprocess.DEFAULT_DIVIDE_BY
-        # A float model may take the pixel values themselves, the division folded into its
-        # first layer by the backend: one numpy pass less per call.
-        self._folded = not in_spec.quantized and backend.fold_input_scale(divide_by)
-        plan = preprocess.make_input_plan(in_spec, self._inner, divide_by, folded=self._folded)
-        self._convert, self._to_model, self._deferred = plan.convert, plan.to_model, plan.deferred
-        self._engine_run = backend.bind()
         self._fixed_batch = backend.fixed_batch
         if backend.fixed_batch is not None and not 1 <= backend.fixed_batch <= MAX_BATCH_CHUNK:
             # Padding a chunk to a declared batch of 2^20 would be a 3 GB array of our own.
@@ -101,6 +95,12 @@ class Classifier:
                 f"{where} takes batches of exactly {backend.fixed_batch} images; the runtime pads to "
                 f"fixed batches of 1 to {MAX_BATCH_CHUNK} only"
             )
+        # A float model may take the pixel values themselves, the division folded into its
+        # first layer by the backend: one numpy pass less per call.
+        self._folded = not in_spec.quantized and backend.fold_input_scale(divide_by)
+        plan = preprocess.make_input_plan(in_spec, self._inner, divide_by, folded=self._folded)
+        self._convert, self._to_model, self._deferred = plan.convert, plan.to_model, plan.deferred
+        self._engine_run = backend.bind()
         # Batches that go straight to the engine in one call; others are chunked (and padded).
         self._direct_max = MAX_BATCH_CHUNK if backend.fixed_batch is None else 0
         self._hot_max = min(self._direct_max, fastpath.HOT_BATCH_MAX)
@@ -324,7 +324,8 @@ class Classifier:
     @property
     def folded_division(self) -> bool:
         """Whether the engine runs a copy of the model that takes pixel values 0..255, the input's
-        division folded into its first layer (dynamic-range TFLite; see ``runtime/tflite_fold.py``)."""
+        division folded into its first layer (dynamic-range TFLite and float ONNX; see
+        ``runtime/tflite_fold.py`` and ``runtime/onnx_fold.py``)."""
         return self._folded
 
     @property

@@ -16,6 +16,7 @@ import numpy as np
 
 from mnist_edge.errors import ModelLoadError
 from mnist_edge.manifest import TensorSpec
+from mnist_edge.runtime import preprocess
 from mnist_edge.runtime.base import Backend
 
 __all__ = ["ORT_TYPES", "OnnxBackend", "session_options", "tensor_spec"]
@@ -63,11 +64,8 @@ class OnnxBackend(Backend):
             ) from None
 
     def __init__(self, path: Path, data: bytes, *, threads: int = 1) -> None:
-        import onnxruntime as ort
-
-        session = ort.InferenceSession(
-            data, sess_options=session_options(threads), providers=["CPUExecutionProvider"]
-        )
+        self._data, self._threads = data, threads
+        session = self._new_session(data)
         inputs, outputs = session.get_inputs(), session.get_outputs()
         if len(inputs) != 1 or len(outputs) != 1:
             raise ModelLoadError(
@@ -81,8 +79,36 @@ class OnnxBackend(Backend):
         self._session = session
         self._input_name, self._output_names = inputs[0].name, [outputs[0].name]
 
+    def _new_session(self, data: bytes) -> Any:
+        import onnxruntime as ort
+
+        options = session_options(self._threads)
+        return ort.InferenceSession(data, sess_options=options, providers=["CPUExecutionProvider"])
+
     def run(self, batch: np.ndarray) -> np.ndarray:
         return self._session.run(self._output_names, {self._input_name: batch})[0]
+
+    def fold_input_scale(self, divide_by: float) -> bool:
+        """Swap in the model with ``/ divide_by`` folded into its first layer (float32 input
+        only, see :mod:`~mnist_edge.runtime.onnx_fold`), after checking that it gives the
+        original's outputs on the load-time check images; keep the original otherwise."""
+        from mnist_edge.runtime.onnx_fold import fold_input_division
+
+        inner = self.input.shape[1:]
+        if self.input.dtype != "float32" or None in inner:
+            return False
+        folded = fold_input_division(self._data, divide_by)
+        if folded is None:
+            return False
+        session = self._new_session(folded)
+        pixels = preprocess.check_images().reshape(-1, *inner).astype(np.float32)
+        pixels = np.resize(pixels, (self.fixed_batch or len(pixels), *inner))
+        before = self.run(pixels / np.float32(divide_by)).astype(np.float64)
+        after = session.run(self._output_names, {self._input_name: pixels})[0].astype(np.float64)
+        if before.shape != after.shape or not np.allclose(after, before, rtol=1e-4, atol=1e-5):
+            return False
+        self._session, self._data = session, folded
+        return True
 
     def close(self) -> None:
         self._session = None
