@@ -11,7 +11,7 @@ Steps, in order (``--steps`` picks a subset):
 * ``export``    ``mnist-edge export --format all --quantize all`` then ``mnist-edge verify`` (parity goes
                 into each manifest, where the benchmark reads accuracy, and into ``parity.json``);
 * ``overhead``  ``runtime_overhead.py`` on the artifacts;
-* ``benchmark`` :func:`mnist_edge.bench.benchmark` on every artifact plus the Keras reference:
+* ``benchmark`` ``mnist-edge benchmark`` on every artifact plus the Keras reference:
                 ``benchmark.json``, ``benchmark.md`` and ``benchmark.png``;
 * ``repeat``    ``repeatability.py``: ``mnist-edge benchmark`` twice more, every median compared;
 * ``table``     README's results block from the JSON (``make_readme_table.py``), written to
@@ -24,6 +24,7 @@ TensorFlow's state never leaks into another step's timings.
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import time
@@ -40,32 +41,14 @@ def run(args: list[str]) -> None:
     subprocess.run(args, cwd=ROOT, check=True)
 
 
-def benchmark_step(folder: Path, model: Path, threads: int, batch_sizes: str, min_time: str) -> None:
-    from rich.progress import Progress
-
-    from mnist_edge import plots
-    from mnist_edge.bench import benchmark
-    from mnist_edge.parity import find_artifacts
-
-    artifacts = find_artifacts(folder)
-    if not artifacts:
-        raise SystemExit(f"no .tflite/.onnx files in {folder}: run the export step first")
-    with Progress(transient=True) as progress:
-        task = progress.add_task("benchmark", total=None)
-        report = benchmark(
-            artifacts,
-            keras_model=model,
-            threads=threads,
-            batch_sizes=batch_sizes,
-            min_time=min_time,
-            progress=lambda done, total, what: progress.update(
-                task, completed=done, total=total, description=what
-            ),
-        )
-    write_result("benchmark", report.to_dict())
-    (RESULTS / "benchmark.md").write_text(report.to_markdown(), encoding="utf-8")
-    plots.benchmark_chart(report.chart_rows(), RESULTS / "benchmark.png")
-    print(report.to_markdown())
+def benchmark_step(model: Path, threads: int, batch_sizes: str, min_time: str) -> None:
+    """``mnist-edge benchmark`` with its JSON, Markdown and chart in the results folder; the JSON is
+    then stamped like every other result."""
+    json_out = RESULTS / "benchmark.json"
+    options = ["--threads", str(threads), "--batch-sizes", batch_sizes, "--min-time", min_time]
+    outputs = ["--json", str(json_out), "--markdown", str(RESULTS / "benchmark.md")]
+    run(cli("benchmark", "--model", str(model), *options, *outputs, "--plot", str(RESULTS / "benchmark.png")))
+    write_result("benchmark", json.loads(json_out.read_text(encoding="utf-8")))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     if "benchmark" in steps:
         if not model.is_file():
             raise SystemExit(f"{model} does not exist: run the train step first")
-        benchmark_step(folder, model, args.threads, args.batch_sizes, args.min_time)
+        benchmark_step(model, args.threads, args.batch_sizes, args.min_time)
     if "repeat" in steps:
         run([sys.executable, str(HERE / "repeatability.py"), str(folder), "--min-time", args.min_time])
     if "table" in steps:

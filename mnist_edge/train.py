@@ -269,17 +269,14 @@ def train(
     model, history = fit(config, arrays)
     seconds = time.perf_counter() - start
 
-    paths = {
-        name: str(out / name)
-        for name in (
-            "model.keras",
-            "history.json",
-            "metrics.json",
-            "training_curves.png",
-            "confusion_matrix.png",
-        )
-    }
-    save_keras(model, paths["model.keras"])
+    paths: dict[str, str] = {}
+
+    def output(name: str) -> str:
+        """The path ``name`` is written to, recorded in the result as it is written."""
+        paths[name] = str(out / name)
+        return paths[name]
+
+    save_keras(model, output("model.keras"))
     metrics = evaluation_payload(model, arrays["x_test"], arrays["y_test"])
     metrics.update(
         params=int(model.count_params()),
@@ -289,10 +286,10 @@ def train(
         data_source=data.source,
         model_sha256=sha256_file(paths["model.keras"]),
     )
-    atomic_write_json(paths["history.json"], history)
-    atomic_write_json(paths["metrics.json"], metrics)
-    plots.training_curves(history, paths["training_curves.png"])
-    plots.confusion_matrix_figure(np.array(metrics["confusion_matrix"]), paths["confusion_matrix.png"])
+    atomic_write_json(output("history.json"), history)
+    atomic_write_json(output("metrics.json"), metrics)
+    plots.training_curves(history, output("training_curves.png"))
+    plots.confusion_matrix_figure(np.array(metrics["confusion_matrix"]), output("confusion_matrix.png"))
     return TrainResult(
         history=history,
         val_accuracy=history["val_accuracy"][-1],

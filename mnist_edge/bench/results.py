@@ -10,7 +10,7 @@ with ``from_dict()``, so a result file can be rendered again without measuring a
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,15 +48,7 @@ class LatencyStats:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "p50_us": self.p50_us,
-            "p90_us": self.p90_us,
-            "p99_us": self.p99_us,
-            "mean_us": self.mean_us,
-            "std_us": self.std_us,
-            "min_us": self.min_us,
-            "count": self.count,
-        }
+        return asdict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LatencyStats:
@@ -87,11 +79,7 @@ class MemoryProbe:
     cold_load_seconds: float  # engine import + load + first prediction, in a fresh process
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "peak_rss_bytes": self.peak_rss_bytes,
-            "baseline_rss_bytes": self.baseline_rss_bytes,
-            "cold_load_seconds": self.cold_load_seconds,
-        }
+        return asdict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> MemoryProbe:

@@ -18,7 +18,7 @@ from mnist_edge.cli.options import (
     check_outputs,
     output_option,
 )
-from mnist_edge.cli.render import console, print_benchmark, progress_bar, write_report_files
+from mnist_edge.cli.render import console, print_benchmark, progress_steps, write_report_files
 from mnist_edge.errors import MnistEdgeError
 
 
@@ -68,12 +68,7 @@ def benchmark_cmd(
     paths = resolve_artifacts(artifacts, model)
     check_outputs(json_out, markdown_out, plot_out)
 
-    with progress_bar() as progress:
-        task = progress.add_task("starting", total=None)
-
-        def update(done: int, total: int, what: str) -> None:
-            progress.update(task, completed=done, total=total, description=what)
-
+    with progress_steps() as update:
         report = benchmark(
             paths,
             keras_model=model if keras else None,

@@ -17,7 +17,7 @@ from mnist_edge.cli.options import (
     check_outputs,
     output_option,
 )
-from mnist_edge.cli.render import console, progress_bar, write_report_files
+from mnist_edge.cli.render import console, progress_steps, write_report_files
 
 
 @command(name="compare")
@@ -48,8 +48,7 @@ def compare_cmd(
     from mnist_edge.compare import compare
 
     check_outputs(json_out, markdown_out)
-    with progress_bar() as progress:
-        task = progress.add_task("starting", total=None)
+    with progress_steps() as update:
         comparison = compare(
             folders,
             threads=threads,
@@ -57,7 +56,7 @@ def compare_cmd(
             min_time=min_time,
             min_calls=min_calls,
             data=data,
-            step=lambda what: progress.update(task, description=what),
+            step=lambda what: update(None, None, what),
         )
     console.print(comparison.to_markdown(), highlight=False)
     write_report_files(comparison, json_out, markdown_out)

@@ -12,7 +12,7 @@ import io
 import json
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -83,6 +83,19 @@ def progress_bar() -> Iterator[Progress]:
             bar_console = Console(file=stream, stderr=True, force_terminal=terminal)
         with Progress(*columns, console=bar_console, transient=True) as progress:
             yield progress
+
+
+@contextlib.contextmanager
+def progress_steps() -> Iterator[Callable[[int | None, int | None, str], None]]:
+    """:func:`progress_bar` with one task, for a library function that reports its steps: yields
+    ``update(done, total, what)`` (a count given as None stays as it is)."""
+    with progress_bar() as progress:
+        task = progress.add_task("starting", total=None)
+
+        def update(done: int | None, total: int | None, what: str) -> None:
+            progress.update(task, completed=done, total=total, description=what)
+
+        yield update
 
 
 # --------------------------------------------------------------------------- data, train, evaluate

@@ -198,34 +198,14 @@ def export(
     fmt: str,
     precision: str | None = None,
     out_dir: str | os.PathLike[str] | None = None,
-    *,
-    calibration_samples: int = DEFAULT_SAMPLES,
-    seed: int = DEFAULT_SEED,
-    opset: int = DEFAULT_OPSET,
-    rounding: str = _c.DEFAULT_ROUNDING,
-    prefix: str = _c.DEFAULT_PREFIX,
-    data: MnistData | str | os.PathLike[str] | None = None,
-    bundle: bool = True,
+    **options: Any,
 ) -> ExportResult:
     """Export one combination (and what it is generated from, when that must be made first);
     ``precision`` is a file precision (``int8``), a CLI name (``none``) or None for the format's
-    default."""
+    default. The keyword ``options`` are :func:`export_many`'s."""
     if ALL in (fmt.strip().lower(), (precision or "").strip().lower()):
         raise ExportError("export() writes one file; use export_many() for 'all'")
-    results = export_many(
-        model_path,
-        fmt,
-        precision,
-        out_dir,
-        calibration_samples=calibration_samples,
-        seed=seed,
-        opset=opset,
-        rounding=rounding,
-        prefix=prefix,
-        data=data,
-        bundle=bundle,
-    )
-    return results[-1]
+    return export_many(model_path, fmt, precision, out_dir, **options)[-1]
 
 
 def export_many(

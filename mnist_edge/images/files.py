@@ -21,18 +21,6 @@ from mnist_edge.errors import InputError
 from mnist_edge.images.fit import WORK_SIDE, fit_digit
 from mnist_edge.images.steps import shrink
 
-__all__ = [
-    "IMAGE_SUFFIXES",
-    "MAX_FILE_BYTES",
-    "MAX_IMAGE_PIXELS",
-    "load_image",
-    "load_input",
-    "load_npy",
-    "read_picture",
-    "save_digit",
-    "save_digits",
-]
-
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 #: A 50-megapixel photo is the most anyone should need to show us one digit.
 MAX_IMAGE_PIXELS = 50_000_000

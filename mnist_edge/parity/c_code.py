@@ -20,7 +20,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -235,15 +235,7 @@ class BitExactCheck:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "engine": self.engine,
-            "rounding": self.rounding,
-            "images": self.images,
-            "random_images": self.random_images,
-            "differing_bytes": self.differing_bytes,
-            "differing_images": self.differing_images,
-            "seconds": self.seconds,
-        }
+        return asdict(self)
 
 
 def check(

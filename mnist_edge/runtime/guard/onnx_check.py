@@ -23,12 +23,17 @@ runs ``onnx.checker`` (full check, with strict shape inference) on the parsed mo
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from typing import Any
 
 from mnist_edge._text import first_line
-from mnist_edge.runtime.guard.limits import MAX_RANK, MAX_WINDOW
+from mnist_edge.runtime.guard.limits import (
+    MAX_RANK,
+    MAX_TENSOR_BYTES,
+    MAX_TOTAL_BYTES,
+    MAX_WINDOW,
+    tensor_size,
+)
 
 __all__ = [
     "ALLOWED_OPERATORS",
@@ -39,8 +44,6 @@ __all__ = [
     "check_onnx",
 ]
 
-MAX_TENSOR_BYTES = 64 << 20
-MAX_TOTAL_BYTES = 256 << 20
 MAX_NODES = 10_000
 
 #: Operators of the default ONNX domain that dense and convolutional classifiers are built from.
@@ -244,12 +247,7 @@ def _check_tensor(tensor: Any) -> int:
     dims = list(tensor.dims)
     if len(dims) > MAX_RANK or any(d < 0 for d in dims):
         raise OnnxStructureError(f"tensor {name!r} has shape {dims}")
-    elements = math.prod(dims)
-    nbytes = elements * itemsize
-    if nbytes > MAX_TENSOR_BYTES:
-        raise OnnxStructureError(
-            f"tensor {name!r} declares {nbytes / 2**20:.0f} MiB (limit {MAX_TENSOR_BYTES >> 20} MiB)"
-        )
+    elements, nbytes = tensor_size(f"tensor {name!r}", dims, itemsize, OnnxStructureError)
     if tensor.raw_data:
         if len(tensor.raw_data) != nbytes:
             raise OnnxStructureError(

@@ -32,7 +32,6 @@ and field slots are imported here too, for the readers of files this check has p
 
 from __future__ import annotations
 
-import math
 import struct
 from collections.abc import Iterator
 from typing import NamedTuple
@@ -81,7 +80,7 @@ from mnist_edge.runtime.guard.flatbuffer import (
     _Buffer,
     _Table,
 )
-from mnist_edge.runtime.guard.limits import MAX_RANK
+from mnist_edge.runtime.guard.limits import MAX_RANK, MAX_TENSOR_BYTES, MAX_TOTAL_BYTES, tensor_size
 from mnist_edge.runtime.guard.tflite_options import options_problem
 
 __all__ = [
@@ -93,10 +92,6 @@ __all__ = [
     "check_tflite",
 ]
 
-#: Bytes one tensor may declare (our largest, the fp32 784x300 weights, is 0.9 MiB).
-MAX_TENSOR_BYTES = 64 << 20
-#: Bytes all tensors together may declare at their declared shapes (batch 1).
-MAX_TOTAL_BYTES = 256 << 20
 #: Counts far above any image classifier's (our largest, fp16: 19 tensors, 11 operators).
 MAX_TENSORS = 10_000
 MAX_OPERATORS = 10_000
@@ -362,13 +357,7 @@ def _check_tensor(i: int, tensor: _Table, data_lengths: list[int]) -> _TensorInf
     shape = [int(d) for d in tensor.scalars(_T_SHAPE, "i", MAX_RANK, f"tensor {i}'s shape")]
     if any(d < 0 for d in shape):
         raise TFLiteStructureError(f"tensor {i} has a negative dimension {shape}")
-    elements = math.prod(shape)
-    nbytes = elements * itemsize
-    if nbytes > MAX_TENSOR_BYTES:
-        raise TFLiteStructureError(
-            f"tensor {i} declares {nbytes / 2**20:.0f} MiB (shape {shape}); the limit is "
-            f"{MAX_TENSOR_BYTES >> 20} MiB"
-        )
+    elements, nbytes = tensor_size(f"tensor {i}", shape, itemsize, TFLiteStructureError)
     signature = [int(d) for d in tensor.scalars(_T_SIGNATURE, "i", MAX_RANK, f"tensor {i}'s shape signature")]
     if signature and (
         len(signature) != len(shape) or any(s != d and s != -1 for s, d in zip(signature, shape, strict=True))
