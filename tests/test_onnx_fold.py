@@ -10,8 +10,11 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from mnist_edge.runtime import load, onnx_fold
+from mnist_edge.runtime import load, onnx_fold, tflite_fold
+from mnist_edge.runtime.base import Backend
+from mnist_edge.runtime.litert import LiteRTBackend
 from mnist_edge.runtime.onnx_fold import fold_input_division
+from mnist_edge.runtime.onnxrt import OnnxBackend
 
 FP32 = ("onnx", "fp32")
 
@@ -78,15 +81,22 @@ def test_a_classifier_on_the_folded_model_matches_the_bare_engine(exported, mnis
     np.testing.assert_array_equal(clf.predict_proba(pixels), clf.predict_proba(pixels / np.float32(255)))
 
 
-def test_a_fold_whose_outputs_disagree_is_not_used(exported, mnist, monkeypatch):
+@pytest.mark.parametrize(
+    ("fold", "kind"), [(tflite_fold, ("tflite", "dynamic")), (onnx_fold, FP32)], ids=["tflite", "onnx"]
+)
+def test_a_fold_whose_outputs_disagree_is_not_used(exported, mnist, monkeypatch, fold, kind):
+    path = exported[kind].path
+    pixels = mnist.x_test[:300]
+    with monkeypatch.context() as patch:
+        for backend in (LiteRTBackend, OnnxBackend):  # the reference: no fold at all
+            patch.setattr(backend, "fold_input_scale", Backend.fold_input_scale)
+        assert not load(path).folded_division
+        reference = load(path).predict_proba(pixels)
     # A "fold" that forgets to scale: the model would see pixels 255 times too large.
-    monkeypatch.setattr(onnx_fold, "fold_input_division", lambda data, divide_by: data)
-    path = exported[FP32].path
+    monkeypatch.setattr(fold, "fold_input_division", lambda data, divide_by: data)
     clf = load(path)
     assert not clf.folded_division
-    pixels = mnist.x_test[:300]
-    reference = _outputs(path.read_bytes(), pixels.astype(np.float32) / np.float32(255))
-    np.testing.assert_allclose(clf.predict_proba(pixels), reference, rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(clf.predict_proba(pixels), reference)
 
 
 def _graph(*, second_use: str | None = None, through: str | None = "Reshape", weight_is_input=False) -> bytes:

@@ -11,7 +11,7 @@ import pytest
 from ai_edge_litert.interpreter import Interpreter
 
 from mnist_edge.export import MODEL_TARGETS
-from mnist_edge.runtime import load, tflite_fold
+from mnist_edge.runtime import load
 from mnist_edge.runtime.tflite_fold import fold_input_division
 
 DYNAMIC = ("tflite", "dynamic")
@@ -80,17 +80,6 @@ def test_of_the_tflite_models_a_classifier_folds_the_dynamic_range_one_only(expo
     reference = _outputs(exported[DYNAMIC].path.read_bytes(), pixels.astype(np.float32) / np.float32(255))
     np.testing.assert_array_equal(clf.predict(pixels), reference.argmax(axis=1))
     np.testing.assert_array_equal(clf.predict_proba(pixels), clf.predict_proba(pixels / np.float32(255)))
-
-
-def test_a_fold_whose_outputs_disagree_is_not_used(exported, mnist, monkeypatch):
-    # A "fold" that forgets to scale: the model would see pixels 255 times too large.
-    monkeypatch.setattr(tflite_fold, "fold_input_division", lambda data, divide_by: data)
-    path = exported[DYNAMIC].path
-    clf = load(path)
-    assert not clf.folded_division
-    pixels = mnist.x_test[:300]
-    reference = _outputs(path.read_bytes(), pixels.astype(np.float32) / np.float32(255))
-    np.testing.assert_allclose(clf.predict_proba(pixels), reference, rtol=0, atol=1e-6)
 
 
 def _dynamic_range(model) -> bytes:
