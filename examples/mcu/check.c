@@ -31,7 +31,7 @@ static size_t write_file(handle_t file, const void *data, size_t size) { return 
 static void close_file(handle_t file) { semihost_close(file); }
 static void print(const char *text) { semihost_print(text); }
 
-#define PAINT 4096u
+#define PAINT (MNIST_EDGE_STACK_BYTES + 2048u)
 #define PATTERN 0xA5u
 
 /* Bytes of stack one inference touches: paint the stack below us, run, find the deepest change. */

@@ -32,8 +32,8 @@ from mnist_edge._files import sha256_bytes
 from mnist_edge._mnist import IMAGE_SHAPE, NUM_CLASSES, PIXELS
 from mnist_edge.errors import ExportError
 from mnist_edge.export._base import INPUT_NAME, INT8_PREPROCESSING, OUTPUT_NAME, ExportJob, Written
-from mnist_edge.export.c_graph import Layer, Model, read_model
-from mnist_edge.export.c_layers import EMITTERS, Emitter, template
+from mnist_edge.export.c_graph import Conv, Layer, Model, read_model
+from mnist_edge.export.c_layers import EMITTERS, PATCH, Emitter, padded_columns, template
 from mnist_edge.manifest import TensorSpec
 
 __all__ = ["DEFAULT_PREFIX", "DEFAULT_ROUNDING", "ROUNDINGS", "CSource", "check_prefix", "generate"]
@@ -193,12 +193,16 @@ def _data(model: Model, rounding: str) -> tuple[str, int]:
 
 
 def _body(model: Model, rounding: str) -> tuple[str, int]:
-    """The entry function's statements and its arena size: consecutive activations alternate
-    between the two ends of one stack array, so it holds the largest adjacent pair."""
+    """The entry function's statements and its working memory: consecutive activations alternate
+    between the two ends of one stack array, so it holds the largest adjacent pair, and the
+    convolutions share one patch buffer (the largest patch, in whole groups of four)."""
     inner = [layer.size for layer in model.layers[:-1]]  # the last layer writes the caller's buffer
     pairs = [a + b for a, b in itertools.pairwise(inner)] or inner or [1]
     arena = max(max(pairs), *inner) if inner else 1
+    patch = max((padded_columns(layer) for layer in model.layers if isinstance(layer, Conv)), default=0)
     lines = [f"    uint8_t arena[{arena}];"]
+    if patch:
+        lines.append(f"    uint8_t {PATCH}[{patch}] ALIGNED4;")
     source = "pixels"
     for index, layer in enumerate(model.layers):
         if index == len(model.layers) - 1:
@@ -208,7 +212,7 @@ def _body(model: Model, rounding: str) -> tuple[str, int]:
         lines.append("    " + _emitter(layer, rounding).call(f"layer{index}", layer, source, target))
         source = target
     lines.append(f"    return argmax(probabilities, {NUM_CLASSES});")
-    return "\n".join(lines), arena
+    return "\n".join(lines), arena + patch
 
 
 def export_int8(job: ExportJob, path: Path) -> Written:

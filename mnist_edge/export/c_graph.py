@@ -32,11 +32,12 @@ import numpy as np
 
 from mnist_edge._mnist import NUM_CLASSES, PIXEL_SCALE, PIXELS
 from mnist_edge.errors import ExportError
+from mnist_edge.export.c_conv import ConvGeometry, conv_geometry
 from mnist_edge.runtime.guard import flatbuffer as fb  # the bounds-checked reader and field slots
 from mnist_edge.runtime.guard import tflite_check as guard
 from mnist_edge.runtime.guard.limits import MAX_RANK
 
-__all__ = ["LOWERINGS", "Dense", "Layer", "Model", "Softmax", "read_model"]
+__all__ = ["LOWERINGS", "Conv", "Dense", "Layer", "Model", "Softmax", "read_model"]
 
 _FLOAT32, _INT32, _UINT8, _INT8 = 0, 2, 3, 9
 _DTYPES = {_FLOAT32: "float32", _INT32: "int32", _UINT8: "uint8", _INT8: "int8"}
@@ -46,6 +47,9 @@ _OPTION_0 = 4
 _ACTIVATIONS = {0: "NONE", 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6", 4: "TANH", 5: "SIGN_BIT"}
 #: The softmax output every int8 TFLite model has (TFLM refuses any other).
 SOFTMAX_OUTPUT_SCALE, SOFTMAX_OUTPUT_ZERO_POINT = 1.0 / 256.0, -128
+#: ``struct dense`` counts its columns in 16 bits.
+_MAX_COLUMNS = 65535
+_ROUNDING_REACH = 4_000_000
 
 
 @dataclass(frozen=True)
@@ -128,7 +132,25 @@ class Softmax:
     macs: int = 0
 
 
-Layer = Dense | Softmax
+@dataclass(frozen=True)
+class Conv:
+    """A convolution: ``dense`` applied to the input patch under the filter at each output pixel
+    (padding taps read ``pad``, the input's stored zero point, so they add nothing)."""
+
+    dense: Dense
+    geometry: ConvGeometry
+    pad: int
+    macs: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "macs", self.dense.macs * self.geometry.pixels)
+
+    @property
+    def size(self) -> int:
+        return self.geometry.pixels * self.geometry.out_c
+
+
+Layer = Dense | Conv | Softmax
 
 
 @dataclass(frozen=True)
@@ -316,8 +338,6 @@ def _dense(op: Operator, inputs: list[Tensor | None], output: Tensor) -> Dense:
     source, weights, bias = (*inputs, None)[:3]
     assert source is not None and weights is not None
     where = f"FULLY_CONNECTED (operator {op.position})"
-    _activation_tensor(source, f"{where}'s input")
-    _activation_tensor(output, f"{where}'s output")
     if weights.dtype != "int8" or weights.data is None or len(weights.shape) != 2:
         raise ExportError(f"{where} has {weights.dtype} weights; C needs constant int8 weights (rows, cols)")
     rows, cols = weights.shape
@@ -325,14 +345,39 @@ def _dense(op: Operator, inputs: list[Tensor | None], output: Tensor) -> Dense:
         raise ExportError(
             f"{where} maps {source.elements} values to {output.elements} with {rows}x{cols} weights"
         )
+    activation = op.options.scalar(_OPTION_0, "b") if op.options else 0
+    return _filtered(where, source, weights, bias, output, activation)
+
+
+def _conv(op: Operator, inputs: list[Tensor | None], output: Tensor) -> Conv:
+    source, weights, bias = (*inputs, None)[:3]
+    assert source is not None and weights is not None
+    where = f"CONV_2D (operator {op.position})"
+    if weights.dtype != "int8" or weights.data is None:
+        raise ExportError(f"{where} has {weights.dtype} weights; C needs constant int8 weights")
+    geometry = conv_geometry(where, op.options, source.shape, weights.shape, output.shape)
+    if geometry.patch > _MAX_COLUMNS:
+        raise ExportError(f"{where} multiplies {geometry.patch} values per output; C handles {_MAX_COLUMNS}")
+    dense = _filtered(where, source, weights, bias, output, geometry.activation_code)
+    return Conv(dense=dense, geometry=geometry, pad=source.zero_point + source.offset)
+
+
+def _filtered(
+    where: str, source: Tensor, weights: Tensor, bias: Tensor | None, output: Tensor, activation_code: int
+) -> Dense:
+    """The requantised product of ``weights`` (one filter per output channel, flattened) with an
+    input vector: a fully-connected layer, or a convolution at one output pixel."""
+    _activation_tensor(source, f"{where}'s input")
+    _activation_tensor(output, f"{where}'s output")
+    rows = weights.shape[0]
     if any(weights.zero_points) or len(weights.scales) != rows or weights.axis != 0:
         raise ExportError(f"{where}'s weights are not symmetric per-output-channel int8")
-    activation = _ACTIVATIONS.get(op.options.scalar(_OPTION_0, "b") if op.options else 0, "unknown")
+    activation = _ACTIVATIONS.get(activation_code, "unknown")
     # Only the activations whose clamp is the same in LiteRT's delegate and TFLM's reference kernels
     # (zero maps to the zero point exactly); RELU6 and RELU_N1_TO_1 round a float bound.
     if activation not in ("NONE", "RELU"):
         raise ExportError(f"{where} has fused activation {activation}; C supports NONE and RELU")
-    w = weights.array().astype(np.int64)
+    w = weights.array().astype(np.int64).reshape(rows, -1)
     b = np.zeros(rows, np.int64) if bias is None else bias.array().astype(np.int64)
     if bias is not None and (bias.dtype != "int32" or b.shape != (rows,)):
         raise ExportError(
@@ -345,13 +390,21 @@ def _dense(op: Operator, inputs: list[Tensor | None], output: Tensor) -> Dense:
     filter_scales = np.array(weights.scales, np.float32)
     in_scale, out_scale = np.float32(source.scale), np.float32(output.scale)
     float_scales = ((in_scale * filter_scales).astype(np.float32) / out_scale).astype(np.float32)
+    # The litert kernel rounds by adding 1.5 * 2^23, exact only below 2^22 (with a margin for the
+    # float product's own rounding).
+    reach = (np.abs(folded) + 255 * np.abs(w).sum(axis=1)) * float_scales.astype(np.float64)
+    if reach.max(initial=0) >= _ROUNDING_REACH:
+        raise ExportError(
+            f"{where}'s scaled accumulator could reach {reach.max():.3g}; C's float requantisation "
+            f"handles magnitudes below {_ROUNDING_REACH:,}"
+        )
     quantized = [
         quantize_multiplier(float(in_scale) * float(s) / float(out_scale)) for s in filter_scales.tolist()
     ]
     lowest = -128 if output.dtype == "int8" else 0
     return Dense(
         rows=rows,
-        cols=cols,
+        cols=w.shape[1],
         weights=w.astype(np.int8),
         bias=folded,
         output_zero_point=output.zero_point,
@@ -410,6 +463,7 @@ def _float_option(options: fb._Table | None) -> float:
 LOWERINGS: dict[str, Callable[[Operator, list[Tensor | None], Tensor], Layer | None]] = {
     "QUANTIZE": _quantize,
     "RESHAPE": _reshape,
+    "CONV_2D": _conv,
     "FULLY_CONNECTED": _dense,
     "SOFTMAX": _softmax,
 }

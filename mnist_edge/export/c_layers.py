@@ -8,6 +8,7 @@ layer's data), so a model with several layers of a type includes the kernel once
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from importlib import resources
@@ -16,11 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from mnist_edge.export.c_graph import Dense, Layer, Softmax
+from mnist_edge.export.c_graph import Conv, Dense, Layer, Softmax
 
-__all__ = ["EMITTERS", "Emitter", "c_array", "c_float", "template"]
+__all__ = ["EMITTERS", "PATCH", "Emitter", "c_array", "c_float", "template"]
 
 _VALUES_PER_LINE = 24
+#: The name of the entry function's patch buffer, which convolutions gather their inputs into.
+PATCH = "patch"
 #: The fields of ``struct dense`` that hold each rounding's requantisation constants.
 _REQUANTIZATION = {
     "litert": "    const float *scale; /* input_scale * filter_scale / output_scale, in float */\n",
@@ -123,6 +126,38 @@ def interleave(weights: np.ndarray) -> list[int]:
     return np.concatenate(blocks).astype(np.int64).tolist()
 
 
+# --------------------------------------------------------------------------- convolution
+
+
+def padded_columns(layer: Conv) -> int:
+    """The patch as the kernel multiplies it: rounded up to whole groups of four columns."""
+    return -(-layer.dense.cols // 4) * 4
+
+
+def _conv_kernels(rounding: str) -> list[str]:
+    return [*_dense_kernels(rounding), template("conv.c").template]
+
+
+def _conv_data(name: str, layer: Conv, rounding: str) -> tuple[str, int]:
+    dense = layer.dense
+    cols = padded_columns(layer)
+    weights = np.zeros((dense.rows, cols), np.int8)
+    weights[:, : dense.cols] = dense.weights
+    padded = dataclasses.replace(dense, cols=cols, weights=weights)
+    text, size = _dense_data(f"{name}_filter", padded, rounding)
+    g = layer.geometry
+    fields = (g.in_c, g.in_h, g.in_w, g.out_h, g.out_w, g.k_h, g.k_w, g.stride_h, g.stride_w, g.pad_top)
+    text += (
+        f"static const struct conv {name} = {{&{name}_filter, {', '.join(map(str, fields))}, "
+        f"{g.pad_left}, {layer.pad}}};\n"
+    )
+    return text, size + 16  # + the descriptor (a pointer and twelve narrow fields)
+
+
+def _conv_call(name: str, layer: Conv, source: str, target: str) -> str:
+    return f"conv(&{name}, {source}, {target}, {PATCH});"
+
+
 # --------------------------------------------------------------------------- softmax
 
 
@@ -153,6 +188,10 @@ EMITTERS: dict[tuple[type[Layer], str], Emitter] = {
             data=_dense_data,
             call=lambda name, layer, source, target: f"dense(&{name}, {source}, {target});",
         )
+        for rounding in ("litert", "tflm")
+    },
+    **{
+        (Conv, rounding): Emitter(kernels=_conv_kernels, data=_conv_data, call=_conv_call)
         for rounding in ("litert", "tflm")
     },
     (Softmax, "litert"): Emitter(kernels=_softmax_kernels, data=_softmax_data, call=_softmax_call),
