@@ -68,3 +68,17 @@ def cnn_exported(tmp_path_factory, mnist):
     model = train_tiny(all_conv_layers(), mnist, out / "model.keras", images=3000)
     results = export_many(model, "all", "all", out, data=mnist)
     return {(r.format, r.precision): r for r in results}
+
+
+@pytest.fixture(scope="session")
+def train_cnn_int8(tmp_path_factory, mnist) -> Path:
+    """The CNN ``train --arch cnn`` makes, trained one epoch on a 2,000-image slice (a few seconds),
+    exported to int8 TFLite: ``model.keras`` and ``model.int8.tflite`` (+ manifest) in one folder."""
+    from mnist_edge.export import export_many
+    from mnist_edge.train import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("train_cnn")
+    config = TrainConfig.recipe("cnn", epochs=1, train_limit=2000, batch_size=32, verbose=0)
+    run = train(config, out, data=mnist)
+    (result,) = export_many(Path(run.paths["model.keras"]), "tflite", "int8", out, data=mnist)
+    return result.path
