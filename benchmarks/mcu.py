@@ -1,9 +1,9 @@
 """The generated C on the host, aarch64 Linux (qemu-user) and a Cortex-M4F (qemu mps2-an386), beside
 TensorFlow Lite Micro's figures for the same model -> benchmarks/results/mcu.json.
 
-    python benchmarks/mcu.py [--folder artifacts] [--images 10000] [--random 20000]
+    python benchmarks/mcu.py [--folder artifacts --folder artifacts-cnn] [--images 10000] [--random 20000]
 
-Per target and rounding (litert, tflm), from the int8 .tflite in --folder:
+Per model (each --folder's int8 .tflite: the MLP, the CNN), target and rounding (litert, tflm):
 
 * outputs: every probability byte of the test digits and the random images, compared with the
   host build and with the engine the rounding promises (LiteRT int8, the tflite-micro
@@ -40,6 +40,7 @@ from _common import ROOT, load_average, write_result
 
 from mnist_edge._files import sha256_bytes
 from mnist_edge.export.c import ROUNDINGS, generate
+from mnist_edge.export.c_graph import read_model
 from mnist_edge.parity import c_code
 
 EXAMPLE = ROOT / "examples" / "mcu"
@@ -242,56 +243,42 @@ def measure(
     return row
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--folder", type=Path, default=ROOT / "artifacts", help="holds model.int8.tflite")
-    parser.add_argument("--images", type=int, default=10_000, help="MNIST test digits")
-    parser.add_argument("--random", type=int, default=c_code.RANDOM_IMAGES, help="random images")
-    parser.add_argument("--targets", default=",".join((*LINUX_TARGETS, BOARD_TARGET)))
-    args = parser.parse_args()
-    tflite = args.folder / "model.int8.tflite"
+def measure_model(folder: Path, images: np.ndarray, targets: list[str], work: Path) -> dict[str, Any]:
+    """Every target and rounding for the int8 model in ``folder``, beside TFLM's figures for it."""
+    tflite = folder / "model.int8.tflite"
     data = tflite.read_bytes()
-    targets = [t for t in args.targets.split(",") if t]
-    for name in targets:
-        if missing := runner.missing_tools(runner.TARGETS[name]):
-            print(f"{name}: not installed: {', '.join(missing)} (run `make mcu-tools`)", file=sys.stderr)
-            return 2
-    from mnist_edge.data import load_mnist_data
-
-    mnist = load_mnist_data(log=lambda _msg: None)
-    noise = np.random.default_rng(0).integers(0, 256, (args.random, 784), dtype=np.uint8)
-    images = np.concatenate([mnist.x_test[: args.images].reshape(-1, 784), noise])
+    model = read_model(data)
+    name = "cnn" if "CONV_2D" in model.operators else "mlp"
     rows = []
-    with tempfile.TemporaryDirectory(prefix="mnist-edge-mcu-") as tmp:
-        for rounding in ROUNDINGS:
-            source = generate(data, rounding=rounding, source_name=tflite.name)
-            model_dir = Path(tmp) / rounding
-            model_dir.mkdir()
-            (model_dir / source.c_name).write_bytes(source.c_bytes)
-            (model_dir / source.h_name).write_bytes(source.h_bytes)
-            with c_code.CLibrary(source) as library:
-                host = library.run(images)[0]
-            engine, engine_name = c_code.engine_outputs(data, images, rounding)
-            print(f"{rounding}: host vs {engine_name}: {int((host != engine).sum())} differing bytes")
-            for name in targets:
-                row = measure(
-                    name,
-                    rounding,
-                    model_dir,
-                    images,
-                    host,
-                    engine,
-                    source.macs,
-                    Path(tmp) / f"{rounding}-{name}",
-                )
-                row["engine"] = engine_name
-                rows.append(row)
-                print(
-                    {
-                        k: row[k]
-                        for k in ("target", "rounding", "differing_bytes_vs_engine", "instructions_per_mac")
-                    }
-                )
+    for rounding in ROUNDINGS:
+        source = generate(data, rounding=rounding, source_name=tflite.name)
+        model_dir = work / f"{name}-{rounding}"
+        model_dir.mkdir(parents=True)
+        (model_dir / source.c_name).write_bytes(source.c_bytes)
+        (model_dir / source.h_name).write_bytes(source.h_bytes)
+        with c_code.CLibrary(source) as library:
+            host = library.run(images)[0]
+        engine, engine_name = c_code.engine_outputs(data, images, rounding)
+        print(f"{name} {rounding}: host vs {engine_name}: {int((host != engine).sum())} differing bytes")
+        for target in targets:
+            row = measure(
+                target,
+                rounding,
+                model_dir,
+                images,
+                host,
+                engine,
+                source.macs,
+                work / f"{name}-{rounding}-{target}",
+            )
+            row["engine"] = engine_name
+            rows.append(row)
+            print(
+                {
+                    k: row[k]
+                    for k in ("target", "rounding", "differing_bytes_vs_engine", "instructions_per_mac")
+                }
+            )
     arena = tflm_arena(tflite)
     board = next((r for r in rows if r["target"] == BOARD_TARGET and r["rounding"] == "litert"), None)
     checks = {}
@@ -302,51 +289,91 @@ def main() -> int:
             ),
             "cortex_m4_instructions_per_mac_at_most_2": board["instructions_per_mac"]
             <= TARGETS_MAX_INSTRUCTIONS_PER_MAC,
-            "cortex_m4_ram_at_most_1_kb": board["ram_bytes"] <= TARGET_MLP_RAM_BYTES,
             "cortex_m4_flash_at_most_tflite": board["flash_code_bytes"] + board["flash_model_bytes"]
             <= len(data),
             "ram_below_tflm_arena": arena is None or board["ram_bytes"] < arena,
         }
-    payload = {
+        if name == "mlp":
+            checks["cortex_m4_ram_at_most_1_kb"] = board["ram_bytes"] <= TARGET_MLP_RAM_BYTES
+    return {
+        "name": name,
         "model": str(tflite.relative_to(ROOT) if tflite.is_relative_to(ROOT) else tflite),
         "tflite_sha256": sha256_bytes(data),
-        "macs": generate(data).macs,
-        "images": {"test": args.images, "random": args.random},
-        "load_average": load_average(),
+        "operators": list(model.operators),
+        "macs": model.macs,
         "rows": rows,
         "tflm": {"tflite_bytes": len(data), "arena_bytes": arena, **TFLM_RUNTIME},
         "checks": checks,
     }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--folder",
+        type=Path,
+        action="append",
+        help="holds model.int8.tflite; repeat for several models (default: artifacts)",
+    )
+    parser.add_argument("--images", type=int, default=10_000, help="MNIST test digits")
+    parser.add_argument("--random", type=int, default=c_code.RANDOM_IMAGES, help="random images")
+    parser.add_argument("--targets", default=",".join((*LINUX_TARGETS, BOARD_TARGET)))
+    args = parser.parse_args()
+    folders = args.folder or [ROOT / "artifacts"]
+    targets = [t for t in args.targets.split(",") if t]
+    for name in targets:
+        if missing := runner.missing_tools(runner.TARGETS[name]):
+            print(f"{name}: not installed: {', '.join(missing)} (run `make mcu-tools`)", file=sys.stderr)
+            return 2
+    from mnist_edge.data import load_mnist_data
+
+    mnist = load_mnist_data(log=lambda _msg: None)
+    noise = np.random.default_rng(0).integers(0, 256, (args.random, 784), dtype=np.uint8)
+    images = np.concatenate([mnist.x_test[: args.images].reshape(-1, 784), noise])
+    with tempfile.TemporaryDirectory(prefix="mnist-edge-mcu-") as tmp:
+        models = [
+            measure_model(folder, images, targets, Path(tmp) / str(index))
+            for index, folder in enumerate(folders)
+        ]
+    payload = {
+        "images": {"test": args.images, "random": args.random},
+        "load_average": load_average(),
+        "models": models,
+        "checks": {f"{m['name']}_{check}": ok for m in models for check, ok in m["checks"].items()},
+    }
     write_result("mcu", payload)
     print(markdown(payload))
-    return 0 if all(checks.values()) else 1
+    return 0 if all(payload["checks"].values()) else 1
 
 
 def markdown(payload: dict[str, Any]) -> str:
     """The README table."""
     lines = [
-        "| target | rounding | images | differing bytes | flash: model | flash: code | RAM "
+        "| model | target | rounding | images | differing bytes | flash: model | flash: code | RAM "
         "| instructions / inference | per MAC |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for r in payload["rows"]:
-        ram = (
-            f"{r['ram_bytes']:,} B (stack, measured)"
-            if "ram_bytes" in r
-            else f"{r['stack_static_bytes']} B (stack, static)"
-        )
-        count = "-" if r["instructions_per_inference"] is None else f"{r['instructions_per_inference']:,}"
-        per_mac = "-" if r["instructions_per_mac"] is None else f"{r['instructions_per_mac']:.2f}"
+    for model in payload["models"]:
+        for r in model["rows"]:
+            ram = (
+                f"{r['ram_bytes']:,} B (stack, measured)"
+                if "ram_bytes" in r
+                else f"{r['stack_static_bytes']} B (stack, static)"
+            )
+            count = "-" if r["instructions_per_inference"] is None else f"{r['instructions_per_inference']:,}"
+            per_mac = "-" if r["instructions_per_mac"] is None else f"{r['instructions_per_mac']:.2f}"
+            lines.append(
+                f"| {model['name']} | {r['target']} | {r['rounding']} | {r['images']:,} "
+                f"| {r['differing_bytes_vs_engine']} | {r['flash_model_bytes']:,} B "
+                f"| {r['flash_code_bytes']:,} B | {ram} | {count} | {per_mac} |"
+            )
+        tflm = model["tflm"]
+        arena = "-" if tflm["arena_bytes"] is None else f"{tflm['arena_bytes']:,} B (arena)"
         lines.append(
-            f"| {r['target']} | {r['rounding']} | {r['images']:,} | {r['differing_bytes_vs_engine']} "
-            f"| {r['flash_model_bytes']:,} B | {r['flash_code_bytes']:,} B | {ram} | {count} | {per_mac} |"
+            f"| {model['name']} | TFLM (same model) | - | - | - | {tflm['tflite_bytes']:,} B (.tflite) "
+            f"| ~{tflm['core_runtime_bytes'] // 1024} KB core runtime (published) + kernels "
+            f"| {arena} | - | - |"
         )
-    tflm = payload["tflm"]
-    arena = "-" if tflm["arena_bytes"] is None else f"{tflm['arena_bytes']:,} B (arena)"
-    lines.append(
-        f"| TFLM (same model) | - | - | - | {tflm['tflite_bytes']:,} B (.tflite) "
-        f"| ~{tflm['core_runtime_bytes'] // 1024} KB core runtime (published) + kernels | {arena} | - | - |"
-    )
     return "\n".join(lines)
 
 
