@@ -63,12 +63,14 @@ mcu-tools:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
-## The model as C on an emulated Cortex-M4F and Cortex-M3 (runs `make demo` first if there is no model).
-MCU_DIR := artifacts
+## The model as C on an emulated Cortex-M4F and Cortex-M3, trained first if there is none:
+## `make mcu-demo` for the MLP in artifacts/, `make mcu-demo MCU_ARCH=cnn` for the CNN in artifacts-cnn/.
+MCU_ARCH ?= mlp
+MCU_DIR ?= $(if $(filter mlp,$(MCU_ARCH)),artifacts,artifacts-$(MCU_ARCH))
 mcu-demo: $(STAMP) $(MCU_DIR)/model.keras
 	$(VENV)/bin/mnist-edge export --format c --model $(MCU_DIR)/model.keras
 	$(MAKE) -C examples/mcu run MODEL_DIR=$(abspath $(MCU_DIR)) PYTHON=$(abspath $(PY)) BOARD=mps2-an386
 	$(MAKE) -C examples/mcu run MODEL_DIR=$(abspath $(MCU_DIR)) PYTHON=$(abspath $(PY)) BOARD=mps2-an385
 
 $(MCU_DIR)/model.keras:
-	$(MAKE) demo
+	$(VENV)/bin/mnist-edge pipeline --arch $(MCU_ARCH) --out $(MCU_DIR)

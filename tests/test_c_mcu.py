@@ -140,3 +140,44 @@ def test_mcu_demo_prints_the_hosts_predictions(tmp_path, models, mnist, host_byt
     expected = host_bytes("litert", mnist.x_test[:10]).argmax(axis=1).tolist()
     assert predicted == expected
     assert re.search(r"about \d+ instructions per digit", printed)
+
+
+# --------------------------------------------------------------------------- the CNN
+
+CNN_IMAGES = 10  # test digits, and as many random images: every kernel path, few emulated seconds
+
+
+@pytest.fixture(scope="module")
+def cnn_models(tmp_path_factory, train_cnn_int8) -> dict[str, tuple[Path, object]]:
+    """The C of train's CNN for each rounding: (its folder, the CSource)."""
+    data = train_cnn_int8.read_bytes()
+    folders = {}
+    for rounding in ROUNDINGS:
+        folder = tmp_path_factory.mktemp(f"cnn-c-{rounding}")
+        source = generate(data, rounding=rounding)
+        (folder / source.c_name).write_bytes(source.c_bytes)
+        (folder / source.h_name).write_bytes(source.h_bytes)
+        folders[rounding] = (folder, source)
+    return folders
+
+
+@pytest.mark.parametrize("rounding", sorted(ROUNDINGS))
+@pytest.mark.parametrize("name", ["aarch64", "cortex-m4", "cortex-m3"])
+def test_the_cnn_on_a_target_gives_the_hosts_bytes(tmp_path, cnn_models, mnist, name, rounding):
+    target = _target(name)
+    folder, source = cnn_models[rounding]
+    noise = np.random.default_rng(5).integers(0, 256, (CNN_IMAGES, 784), dtype=np.uint8)
+    images = np.concatenate([mnist.x_test[:CNN_IMAGES].reshape(-1, 784), noise])
+    program = runner.build(target, folder, tmp_path / "build", werror=True)
+    result = runner.run(target, program, images, tmp_path / "run")
+    with c_code.CLibrary(source) as library:
+        expected = library.run(images)[0]
+    assert np.array_equal(result.outputs, expected), f"{(result.outputs != expected).sum()} bytes differ"
+    if name == "cortex-m4":
+        sizes = runner.section_sizes(target, tmp_path / "build")
+        ram = result.measurements["stack_bytes"] + sizes["data"] + sizes["bss"]
+        # the activations and the patch, plus a few call frames: nothing else
+        assert source.arena_bytes < ram <= source.arena_bytes + 512, result.measurements
+        per_mac = result.measurements["instructions_per_inference"] / source.macs
+        if rounding == "litert":
+            assert per_mac <= 2.0, result.measurements
