@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -47,18 +48,24 @@ def _target(name: str):
     return target
 
 
-@pytest.fixture(scope="module")
-def models(tmp_path_factory, exported) -> dict[str, Path]:
-    """The tiny model's C for each rounding, each in its own folder."""
-    data = exported["tflite", "int8"].path.read_bytes()
+def _c_folders(tmp_path_factory, tflite: Path, tag: str) -> dict[str, tuple[Path, Any]]:
+    """The C of ``tflite`` for each rounding, each in its own folder: (folder, CSource)."""
+    data = tflite.read_bytes()
     folders = {}
     for rounding in ROUNDINGS:
-        folder = tmp_path_factory.mktemp(f"c-{rounding}")
+        folder = tmp_path_factory.mktemp(f"{tag}-{rounding}")
         source = generate(data, rounding=rounding)
         (folder / source.c_name).write_bytes(source.c_bytes)
         (folder / source.h_name).write_bytes(source.h_bytes)
-        folders[rounding] = folder
+        folders[rounding] = (folder, source)
     return folders
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory, exported) -> dict[str, Path]:
+    """The tiny model's C for each rounding, each in its own folder."""
+    folders = _c_folders(tmp_path_factory, exported["tflite", "int8"].path, "c")
+    return {rounding: folder for rounding, (folder, _) in folders.items()}
 
 
 @pytest.fixture(scope="module")
@@ -148,17 +155,9 @@ CNN_IMAGES = 10  # test digits, and as many random images: every kernel path, fe
 
 
 @pytest.fixture(scope="module")
-def cnn_models(tmp_path_factory, train_cnn_int8) -> dict[str, tuple[Path, object]]:
+def cnn_models(tmp_path_factory, train_cnn_int8) -> dict[str, tuple[Path, Any]]:
     """The C of train's CNN for each rounding: (its folder, the CSource)."""
-    data = train_cnn_int8.read_bytes()
-    folders = {}
-    for rounding in ROUNDINGS:
-        folder = tmp_path_factory.mktemp(f"cnn-c-{rounding}")
-        source = generate(data, rounding=rounding)
-        (folder / source.c_name).write_bytes(source.c_bytes)
-        (folder / source.h_name).write_bytes(source.h_bytes)
-        folders[rounding] = (folder, source)
-    return folders
+    return _c_folders(tmp_path_factory, train_cnn_int8, "cnn-c")
 
 
 @pytest.mark.parametrize("rounding", sorted(ROUNDINGS))
