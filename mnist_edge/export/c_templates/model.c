@@ -18,6 +18,9 @@
 #if defined(__FLT_EVAL_METHOD__) && __FLT_EVAL_METHOD__ != 0 && __FLT_EVAL_METHOD__ != -1
 #error "float arithmetic must be evaluated in float (FLT_EVAL_METHOD 0), e.g. -msse2 -mfpmath=sse on x86"
 #endif
+#if defined(__FLT_MANT_DIG__) && __FLT_MANT_DIG__ != 24
+#error "float must be IEEE 754 single precision: the requantisation reads its bits"
+#endif
 
 #if defined(__ARM_FEATURE_DSP) && defined(__ARM_FEATURE_SIMD32) && !defined(__ARM_BIG_ENDIAN) && \
     !defined(MNIST_EDGE_PORTABLE)
