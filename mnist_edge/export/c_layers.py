@@ -28,7 +28,8 @@ PATCH = "patch"
 _REQUANTIZATION = {
     "litert": "    const float *scale; /* input_scale * filter_scale / output_scale, in float */\n",
     "tflm": "    const int32_t *multiplier; /* QuantizeMultiplier(in_scale * filter_scale / out_scale) */\n"
-    "    const int8_t *shift;\n",
+    "    const int8_t *shift;\n"
+    "    const int64_t *nudge; /* 2^30 + 2^(30 - shift) where shift < 0: see requantize */\n",
 }
 
 
@@ -102,8 +103,10 @@ def _dense_data(name: str, layer: Dense, rounding: str) -> tuple[str, int]:
             c_array(f"static const int32_t {name}_multiplier[{layer.rows}]", layer.multipliers.tolist())
         )
         parts.append(c_array(f"static const int8_t {name}_shift[{layer.rows}]", layer.shifts.tolist()))
-        requant = f"{name}_multiplier, {name}_shift"
-        size += 5 * layer.rows
+        nudges = [(1 << 30) + (1 << (30 - s)) if s < 0 else 0 for s in layer.shifts.tolist()]
+        parts.append(c_array(f"static const int64_t {name}_nudge[{layer.rows}]", nudges))
+        requant = f"{name}_multiplier, {name}_shift, {name}_nudge"
+        size += 13 * layer.rows
     parts.append(
         f"static const struct dense {name} = {{{name}_weights, {name}_bias, {requant}, {layer.rows}, "
         f"{layer.cols}, {layer.output_zero_point}, {layer.act_min}, {layer.act_max}, "

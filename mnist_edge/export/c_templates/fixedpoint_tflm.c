@@ -21,9 +21,3 @@ static int32_t shift_right_rounding(int32_t x, int exponent) {
     const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
     return (x >> exponent) + (remainder > threshold ? 1 : 0);
 }
-
-static int32_t multiply_by_quantized_multiplier(int32_t x, int32_t multiplier, int shift) {
-    const int left = shift > 0 ? shift : 0;
-    const int right = shift > 0 ? 0 : -shift;
-    return shift_right_rounding(high_mul((int32_t)((uint32_t)x << left), multiplier), right);
-}
