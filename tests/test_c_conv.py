@@ -148,3 +148,49 @@ def test_geometry_matches_tflites_padding_rule(size, kernel, stride, padding):
         assert first <= 0 and last >= size
     else:
         assert first == 0 and size - stride < last <= size
+
+
+@pytest.fixture(scope="module")
+def other_geometry_int8(tmp_path_factory, mnist):
+    """An int8 CNN with what train's CNN never has: a convolution without activation, so the next
+    one's input zero point is not -128 and its SAME padding pads with that; stride 1; VALID
+    padding; 2x2 filters; odd numbers of output pixels (5 x 5, 3 x 3)."""
+    import keras
+    from keras import layers
+    from layer_families import train_tiny
+
+    model = keras.Sequential(
+        [
+            keras.Input((28, 28)),
+            layers.Reshape((28, 28, 1)),
+            layers.Conv2D(4, 3, padding="same"),  # no activation: its output's zero point floats
+            layers.Conv2D(8, 3, strides=2, padding="same", activation="relu"),  # 14 x 14
+            layers.Conv2D(8, 3, strides=1, padding="valid", activation="relu"),  # 12 x 12
+            layers.Conv2D(8, 3, strides=2, padding="valid"),  # 5 x 5, no activation again
+            layers.Conv2D(6, 2, strides=2, padding="same", activation="relu"),  # 3 x 3
+            layers.Flatten(),
+            layers.Dense(10, activation="softmax"),
+        ]
+    )
+    out = tmp_path_factory.mktemp("other_geometry")
+    path = train_tiny(model, mnist, out / "model.keras", images=2000)
+    (result,) = export_many(path, "tflite", "int8", out, data=mnist)
+    return result.path
+
+
+@pytest.mark.parametrize("rounding", sorted(ROUNDINGS))
+def test_other_conv_geometries_are_bit_exact_too(other_geometry_int8, images, rounding):
+    _compiler()
+    if rounding == "tflm":
+        pytest.importorskip("tflite_micro", reason="tflite-micro not installed: pip install -e '.[dev]'")
+    data = other_geometry_int8.read_bytes()
+    model = c_graph.read_model(data)
+    convs = [layer for layer in model.layers if isinstance(layer, c_graph.Conv)]
+    assert len(convs) == 5
+    assert any(layer.pad != 0 for layer in convs[1:]), "no convolution pads with a non-zero stored byte"
+    assert {(c.geometry.out_h * c.geometry.out_w) % 2 for c in convs} == {0, 1}
+    source = generate(data, rounding=rounding)
+    with c_code.CLibrary(source, flags=(*c_code.COMPILE_FLAGS, *c_code.WARNING_FLAGS)) as library:
+        produced, _ = library.run(images)
+    expected, engine = c_code.engine_outputs(data, images, rounding)
+    assert (produced != expected).sum() == 0, f"{(produced != expected).sum()} bytes differ from {engine}"
