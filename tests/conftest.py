@@ -82,3 +82,34 @@ def train_cnn_int8(tmp_path_factory, mnist) -> Path:
     run = train(config, out, data=mnist)
     (result,) = export_many(Path(run.paths["model.keras"]), "tflite", "int8", out, data=mnist)
     return result.path
+
+
+@pytest.fixture(scope="session")
+def other_geometry_int8(tmp_path_factory, mnist) -> Path:
+    """An int8 CNN with what train's CNN never has: a convolution without activation, so the next
+    one's input zero point is not -128 and its SAME padding pads with that; stride 1; VALID
+    padding; 2x2 filters; odd numbers of output pixels (5 x 5, 3 x 3); six output channels (not
+    a whole block of four filter rows); a 3x3x1 patch (an odd number of groups of four)."""
+    import keras
+    from keras import layers
+    from layer_families import train_tiny
+
+    from mnist_edge.export import export_many
+
+    model = keras.Sequential(
+        [
+            keras.Input((28, 28)),
+            layers.Reshape((28, 28, 1)),
+            layers.Conv2D(4, 3, padding="same"),  # no activation: its output's zero point floats
+            layers.Conv2D(8, 3, strides=2, padding="same", activation="relu"),  # 14 x 14
+            layers.Conv2D(8, 3, strides=1, padding="valid", activation="relu"),  # 12 x 12
+            layers.Conv2D(8, 3, strides=2, padding="valid"),  # 5 x 5, no activation again
+            layers.Conv2D(6, 2, strides=2, padding="same", activation="relu"),  # 3 x 3
+            layers.Flatten(),
+            layers.Dense(10, activation="softmax"),
+        ]
+    )
+    out = tmp_path_factory.mktemp("other_geometry")
+    path = train_tiny(model, mnist, out / "model.keras", images=2000)
+    (result,) = export_many(path, "tflite", "int8", out, data=mnist)
+    return result.path

@@ -73,13 +73,14 @@ def test_the_cnns_c_is_bit_exact_with_its_engine(train_cnn_int8, images, labels,
     assert (expected[:IMAGES].argmax(axis=1) == labels).mean() > 0.5
 
 
-def test_the_cnns_working_memory_is_two_activations_and_one_patch(train_cnn_int8):
+def test_the_cnns_working_memory_is_two_activations_and_two_patches(train_cnn_int8):
     source = generate(train_cnn_int8.read_bytes())
     model = c_graph.read_model(train_cnn_int8.read_bytes())
     sizes = [layer.size for layer in model.layers[:-1]]
     largest_pair = max(a + b for a, b in itertools.pairwise(sizes))
     patch = max(-(-layer.dense.cols // 4) * 4 for layer in model.layers if isinstance(layer, c_graph.Conv))
-    assert source.arena_bytes == largest_pair + patch
+    assert source.arena_bytes == largest_pair + 2 * patch
+    assert f"#define PATCH_STRIDE {patch}\n" in source.c_text  # the second patch's offset
     assert f"#define MNIST_EDGE_STACK_BYTES {source.arena_bytes}" in source.h_text
     assert source.constant_bytes < len(train_cnn_int8.read_bytes())
 
@@ -148,34 +149,6 @@ def test_geometry_matches_tflites_padding_rule(size, kernel, stride, padding):
         assert first <= 0 and last >= size
     else:
         assert first == 0 and size - stride < last <= size
-
-
-@pytest.fixture(scope="module")
-def other_geometry_int8(tmp_path_factory, mnist):
-    """An int8 CNN with what train's CNN never has: a convolution without activation, so the next
-    one's input zero point is not -128 and its SAME padding pads with that; stride 1; VALID
-    padding; 2x2 filters; odd numbers of output pixels (5 x 5, 3 x 3)."""
-    import keras
-    from keras import layers
-    from layer_families import train_tiny
-
-    model = keras.Sequential(
-        [
-            keras.Input((28, 28)),
-            layers.Reshape((28, 28, 1)),
-            layers.Conv2D(4, 3, padding="same"),  # no activation: its output's zero point floats
-            layers.Conv2D(8, 3, strides=2, padding="same", activation="relu"),  # 14 x 14
-            layers.Conv2D(8, 3, strides=1, padding="valid", activation="relu"),  # 12 x 12
-            layers.Conv2D(8, 3, strides=2, padding="valid"),  # 5 x 5, no activation again
-            layers.Conv2D(6, 2, strides=2, padding="same", activation="relu"),  # 3 x 3
-            layers.Flatten(),
-            layers.Dense(10, activation="softmax"),
-        ]
-    )
-    out = tmp_path_factory.mktemp("other_geometry")
-    path = train_tiny(model, mnist, out / "model.keras", images=2000)
-    (result,) = export_many(path, "tflite", "int8", out, data=mnist)
-    return result.path
 
 
 @pytest.mark.parametrize("rounding", sorted(ROUNDINGS))

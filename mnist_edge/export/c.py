@@ -173,8 +173,12 @@ def _emitter(layer: Layer, rounding: str) -> Emitter:
 
 
 def _kernels(model: Model, rounding: str) -> str:
-    """Each kernel the layers need, once, in first-use order, then argmax."""
+    """Each kernel the layers need, once, in first-use order, then argmax; the convolutions'
+    kernels after the offset of the second patch in the patch buffer, which they need as a
+    constant."""
     parts: dict[str, None] = {}
+    if stride := _patch_stride(model):
+        parts[f"#define PATCH_STRIDE {stride}\n"] = None
     for layer in model.layers:
         parts.update(dict.fromkeys(_emitter(layer, rounding).kernels(rounding)))
     parts[template("argmax.c").template] = None
@@ -192,14 +196,20 @@ def _data(model: Model, rounding: str) -> tuple[str, int]:
     return "\n".join(chunks), total
 
 
+def _patch_stride(model: Model) -> int:
+    """The largest patch of the model's convolutions, in whole groups of four (0 without any)."""
+    return max((padded_columns(layer) for layer in model.layers if isinstance(layer, Conv)), default=0)
+
+
 def _body(model: Model, rounding: str) -> tuple[str, int]:
     """The entry function's statements and its working memory: consecutive activations alternate
     between the two ends of one stack array, so it holds the largest adjacent pair, and the
-    convolutions share one patch buffer (the largest patch, in whole groups of four)."""
+    convolutions share one patch buffer, which holds two patches (they compute two output pixels
+    at a time)."""
     inner = [layer.size for layer in model.layers[:-1]]  # the last layer writes the caller's buffer
     pairs = [a + b for a, b in itertools.pairwise(inner)] or inner or [1]
     arena = max(max(pairs), *inner) if inner else 1
-    patch = max((padded_columns(layer) for layer in model.layers if isinstance(layer, Conv)), default=0)
+    patch = 2 * _patch_stride(model)
     lines = [f"    uint8_t arena[{arena}];"]
     if patch:
         lines.append(f"    uint8_t {PATCH}[{patch}] ALIGNED4;")

@@ -27,9 +27,23 @@
     "sxtb16  %[word], %[word], ror #8\n\t" \
     "smlad   %[a3], %[word], %[odd], %[a3]\n\t"
 
-/* acc[r] += sum over `groups` groups of four columns of w * x, for the four rows of a block; two
- * groups per loop turn, after one on its own when their number is odd. Written in assembly
- * because GCC, left to itself, hoists the weight loads and runs out of registers. */
+/* The loop over `groups` groups: two per turn, an odd number entering at the second (one copy of
+ * the group less in flash than a lead-in of its own). */
+#define TWO_GROUPS_A_TURN(group) \
+    "tst     %[groups], #1\n\t" \
+    "beq     1f\n\t" \
+    "adds    %[groups], %[groups], #1\n\t" \
+    "b       2f\n" \
+    "1:\n\t" \
+    group \
+    "2:\n\t" \
+    group \
+    "subs    %[groups], %[groups], #2\n\t" \
+    "bne     1b"
+
+/* acc[r] += sum over `groups` groups of four columns of w * x, for the four rows of a block.
+ * Written in assembly because GCC, left to itself, hoists the weight loads and runs out of
+ * registers. */
 static void mac_block(int32_t acc[4], const uint8_t *x, const int8_t *w, size_t groups) {
     int32_t a0 = acc[0];
     int32_t a1 = acc[1];
@@ -40,17 +54,7 @@ static void mac_block(int32_t acc[4], const uint8_t *x, const int8_t *w, size_t 
     uint32_t word;
     uint32_t half;
     __asm__ volatile(
-        "tst     %[groups], #1\n\t"
-        "beq     1f\n\t"
-        MAC_GROUP
-        "subs    %[groups], %[groups], #1\n\t"
-        "beq     2f\n"
-        "1:\n\t"
-        MAC_GROUP
-        MAC_GROUP
-        "subs    %[groups], %[groups], #2\n\t"
-        "bne     1b\n"
-        "2:"
+        TWO_GROUPS_A_TURN(MAC_GROUP)
         : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [x] "+r"(x), [w] "+r"(w),
           [groups] "+r"(groups), [even] "=&r"(even), [odd] "=&r"(odd), [word] "=&r"(word), [half] "=&r"(half)
         :
