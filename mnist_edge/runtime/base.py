@@ -13,12 +13,13 @@ Adding an engine is one module with a :class:`Backend` subclass plus one line in
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sized
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 
+from mnist_edge.errors import ModelLoadError
 from mnist_edge.manifest import TensorSpec
 
 __all__ = ["Backend", "Finish", "Runner", "Writer"]
@@ -68,6 +69,23 @@ class Backend:
         everything; a backend overrides it to refuse files that would crash or exhaust its engine
         (the engine runs in-process, so a check after the fact is too late).
         """
+
+    @classmethod
+    def refused(cls, path: Path, reason: Exception, engine: str, fix: str) -> ModelLoadError:
+        """The error ``check_file`` raises for a file its pre-check refused before ``engine`` read it."""
+        return ModelLoadError(
+            f"{cls.name} cannot load {path}: {reason}; refused by the structural pre-check before "
+            f"{engine} read it - the file is corrupt or not one of our models: {fix}"
+        )
+
+    @staticmethod
+    def one_input_one_output(path: Path, inputs: Sized, outputs: Sized) -> None:
+        """Refuse a model with other than one input and one output, as every MNIST classifier has."""
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ModelLoadError(
+                f"{path} has {len(inputs)} inputs and {len(outputs)} outputs; an MNIST classifier "
+                "has one of each"
+            )
 
     def __init__(self, path: Path, data: bytes, *, threads: int = 1) -> None:
         """Open the model. ``data`` are the file's bytes, already hashed and checked.

@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 
 from mnist_edge._mnist import NUM_CLASSES
-from mnist_edge.errors import ModelLoadError
 from mnist_edge.manifest import TensorSpec
 from mnist_edge.runtime import fastpath, preprocess
 from mnist_edge.runtime.base import Backend, Finish, Runner, Writer
@@ -55,20 +54,13 @@ class LiteRTBackend(Backend):
         try:
             check_tflite(data)
         except TFLiteStructureError as exc:
-            raise ModelLoadError(
-                f"{cls.name} cannot load {path}: {exc}; refused by the structural pre-check before "
-                "LiteRT read it - the file is corrupt or not one of our models: re-run `mnist-edge export`"
-            ) from None
+            raise cls.refused(path, exc, "LiteRT", "re-run `mnist-edge export`") from None
 
     def __init__(self, path: Path, data: bytes, *, threads: int = 1) -> None:
         self._data, self._threads = data, threads
         interpreter = self._interpreter()
         inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
-        if len(inputs) != 1 or len(outputs) != 1:
-            raise ModelLoadError(
-                f"{path} has {len(inputs)} inputs and {len(outputs)} outputs; an MNIST classifier "
-                "has one of each"
-            )
+        self.one_input_one_output(path, inputs, outputs)
         self._input_index = int(inputs[0]["index"])
         self._output_index = int(outputs[0]["index"])
         self.input = _spec(inputs[0])

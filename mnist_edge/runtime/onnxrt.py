@@ -58,20 +58,13 @@ class OnnxBackend(Backend):
         try:
             check_onnx(data)
         except OnnxStructureError as exc:
-            raise ModelLoadError(
-                f"{cls.name} cannot load {path}: {exc}; refused by the structural pre-check before "
-                "onnxruntime read it - the file is corrupt or not one of our models: re-export it"
-            ) from None
+            raise cls.refused(path, exc, "onnxruntime", "re-export it") from None
 
     def __init__(self, path: Path, data: bytes, *, threads: int = 1) -> None:
         self._data, self._threads = data, threads
         session = self._new_session(data)
         inputs, outputs = session.get_inputs(), session.get_outputs()
-        if len(inputs) != 1 or len(outputs) != 1:
-            raise ModelLoadError(
-                f"{path} has {len(inputs)} inputs and {len(outputs)} outputs; an MNIST classifier "
-                "has one of each"
-            )
+        self.one_input_one_output(path, inputs, outputs)
         self.input = tensor_spec(inputs[0])
         self.output = tensor_spec(outputs[0])
         if self.input.shape and self.input.shape[0] is not None:
