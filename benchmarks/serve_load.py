@@ -227,7 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("model", type=Path, help="an exported model, e.g. artifacts/model.int8.tflite")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per load run (default 10)")
     parser.add_argument("--connections", type=int, default=16, help="concurrent clients (default 16)")
-    parser.add_argument("--threads", type=int, default=2, help="server threads (default 2)")
+    parser.add_argument("--threads", type=int, default=1, help="threads per worker (default 1)")
+    parser.add_argument("--workers", type=int, default=2, help="server worker processes (default 2)")
     parser.add_argument("--client", choices=("auto", "wrk", "aiohttp"), default="auto")
     parser.add_argument("--repeat", type=int, default=3, help="load runs of each kind, in turns (default 3)")
     parser.add_argument("--barrage", type=int, default=1200, help="malformed requests (default 1,200)")
@@ -253,7 +254,8 @@ def main(argv: list[str] | None = None) -> int:
     data = load_mnist_data(log=lambda _msg: None)
     digits = data.x_test[:256]
     loads: dict[str, Any] = {}
-    with ServerProcess(args.model, options=["--threads", str(args.threads)]) as server:
+    options = ["--threads", str(args.threads), "--workers", str(args.workers)]
+    with ServerProcess(args.model, options=options) as server:
         rss_start = _rss_mib(server.pid)
         kinds = (
             ("png", png_bodies(digits), "image/png"),
@@ -310,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     targets["no_5xx_no_lost"] = {"met": failures == 0 and abuse["errors_5xx"] == 0 and abuse["lost"] == 0}
     payload = {
         "model": str(args.model),
-        "server": {"threads": args.threads, "workers": 1, "stack": _stack()},
+        "server": {"threads": args.threads, "workers": args.workers, "stack": _stack()},
         "client": client,
         "connections": args.connections,
         "duration_s": args.duration,
@@ -381,12 +383,15 @@ def readme_table(result: dict[str, Any]) -> str:
 
 
 def _rss_mib(pid: int) -> float | None:
+    """The resident memory of the server and its worker processes (pages they share counted
+    once per process: the sum is for watching growth, not for sizing)."""
     try:
-        text = Path(f"/proc/{pid}/status").read_text()
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        texts = [Path(f"/proc/{p}/status").read_text() for p in (pid, *map(int, children))]
     except OSError:
         return None
-    found = re.search(r"VmRSS:\s+(\d+) kB", text)
-    return round(int(found.group(1)) / 1024, 1) if found else None
+    found = [re.search(r"VmRSS:\s+(\d+) kB", text) for text in texts]
+    return round(sum(int(f.group(1)) for f in found if f) / 1024, 1) if any(found) else None
 
 
 def _stack() -> dict[str, str]:

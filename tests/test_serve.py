@@ -467,6 +467,8 @@ def test_page_ships_in_the_package():
         (["MODEL", "--host", "256.1.1.1"], "cannot listen"),
         (["MODEL", "--port", "70000"], "65535"),
         (["MODEL", "--threads", "0"], "threads"),
+        (["MODEL", "--workers", "0"], "workers"),
+        (["MODEL", "--workers", "65"], "workers"),
     ],
 )
 def test_serve_command_mistakes_are_one_line_and_exit_2(exported, tmp_path, args, words):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import socket
 import sys
@@ -112,10 +113,11 @@ def test_barrage_of_malformed_requests_gets_only_4xx(server):
     assert report["healthy_after"] and server.alive()
 
 
+@pytest.mark.parametrize("workers", [1, 2], ids=["1-process", "2-workers"])
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
-def test_a_stop_signal_answers_the_request_in_flight_then_exits_cleanly(model_path, mnist, signum):
+def test_a_stop_signal_answers_the_request_in_flight_then_exits_cleanly(model_path, mnist, signum, workers):
     body = json.dumps({"pixels": mnist.x_test[0].tolist()}).encode()
-    with ServerProcess(model_path) as live:
+    with ServerProcess(model_path, options=["--workers", str(workers)]) as live:
         host, port = live.url.removeprefix("http://").split(":")
         with socket.create_connection((host, int(port)), timeout=30) as sock:
             head = (
@@ -134,6 +136,44 @@ def test_a_stop_signal_answers_the_request_in_flight_then_exits_cleanly(model_pa
         assert live.wait(timeout=30) == 0
         with pytest.raises(OSError):  # and it is gone
             socket.create_connection((host, int(port)), timeout=2).close()
+
+
+def _workers_of(pid: int, expected: int) -> list[int]:
+    """The server's worker processes, once all ``expected`` are forked (they start after the
+    announcement)."""
+    deadline = time.monotonic() + 30
+    while True:
+        children = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+        if len(children) >= expected or time.monotonic() > deadline:
+            return children
+        time.sleep(0.05)
+
+
+def _alive(pid: int) -> bool:
+    status = Path(f"/proc/{pid}/status")
+    return status.exists() and "zombie" not in status.read_text()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the process tree from /proc")
+def test_worker_processes_share_the_port_and_a_dying_one_stops_the_server(model_path, classifier, mnist):
+    digits = mnist.x_test[:64]
+    with ServerProcess(model_path, options=["--workers", "2", "--threads", "1"]) as live:
+        assert "in 2 worker processes" in live.output[-1]
+        workers = _workers_of(live.pid, 2)
+        assert len(workers) == 2
+
+        def predict(k: int) -> int:
+            return _post_json(f"{live.url}/predict", {"pixels": digits[k].tolist()})["label"]
+
+        with ThreadPoolExecutor(16) as pool:
+            labels = list(pool.map(predict, range(len(digits))))
+        assert labels == classifier.predict(digits).tolist()
+        assert all(_alive(pid) for pid in workers)
+
+        os.kill(workers[0], signal.SIGKILL)
+        assert live.wait(timeout=30) != 0
+        assert "a worker process" in live.output[-1] and "SIGKILL" in live.output[-1], live.output[-3:]
+        assert not _alive(workers[1]), "the other worker outlived the server"
 
 
 def _read_response(sock: socket.socket) -> bytes:

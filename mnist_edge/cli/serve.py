@@ -10,7 +10,7 @@ import typer
 
 from mnist_edge.cli.app import command
 from mnist_edge.cli.render import console, err_console, native_stderr_silenced
-from mnist_edge.serve.server import DEFAULT_MAX_BODY, DEFAULT_THREADS
+from mnist_edge.serve.server import DEFAULT_MAX_BODY, DEFAULT_THREADS, MAX_WORKERS
 
 
 @command(name="serve")
@@ -26,6 +26,14 @@ def serve_cmd(
     threads: Annotated[
         int, typer.Option(min=1, help="Threads that decode requests and run the model.")
     ] = DEFAULT_THREADS,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=MAX_WORKERS,
+            help="Worker processes on the one port: pictures are CPU-bound Python, so use one per core.",
+        ),
+    ] = 1,
     max_body_mib: Annotated[
         float, typer.Option("--max-body", min=0.001, help="Largest request body, in MiB (413 past it).")
     ] = DEFAULT_MAX_BODY / 2**20,
@@ -37,7 +45,9 @@ def serve_cmd(
 
     require_serve_extra()
     max_body = int(max_body_mib * 2**20)
-    config = ServeConfig(model, host=host, port=port, name=name, threads=threads, max_body=max_body)
+    config = ServeConfig(
+        model, host=host, port=port, name=name, threads=threads, max_body=max_body, workers=workers
+    )
     with warnings.catch_warnings(record=True) as caught, native_stderr_silenced():
         warnings.simplefilter("always")
         classifier = load_model(model)

@@ -1,14 +1,16 @@
 """Run the app with uvicorn: load the model, bind, answer until SIGTERM or Ctrl-C.
 
 One process, one event loop (uvloop and the httptools parser when installed, which the ``serve``
-extra brings) and a small thread pool for decoding and inference, all sharing one classifier. On
-SIGTERM/SIGINT uvicorn stops accepting connections, answers the requests in flight, then the
-app's pool is drained.
+extra brings) and a small thread pool for decoding and inference, all sharing one classifier; or,
+with ``workers`` > 1, that many such processes forked onto the one socket
+(:mod:`~mnist_edge.serve.workers`). On SIGTERM/SIGINT uvicorn stops accepting connections, answers
+the requests in flight, then the app's pool is drained.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import os
 import signal
 import socket
 import sys
@@ -29,6 +31,8 @@ GRACEFUL_SECONDS = 30
 DEFAULT_MAX_BODY = 16 << 20
 #: Threads that decode requests and run the model.
 DEFAULT_THREADS = 2
+#: Worker processes one server may fork (each holds its own copy of the engine).
+MAX_WORKERS = 64
 #: How long a thread may hold the GIL while another waits for it (Python's default is 5 ms).
 SWITCH_INTERVAL = 0.001
 
@@ -41,6 +45,7 @@ class ServeConfig:
     name: str = "mnist"
     threads: int = DEFAULT_THREADS
     max_body: int = DEFAULT_MAX_BODY
+    workers: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "model": str(self.model)}
@@ -95,6 +100,10 @@ def run(
 
     if not 0 <= config.port <= 65535:
         raise MnistEdgeError(f"--port must be 0..65535, got {config.port}")
+    if not 1 <= config.workers <= MAX_WORKERS:
+        raise MnistEdgeError(f"--workers must be 1..{MAX_WORKERS}, got {config.workers}")
+    if config.workers > 1 and not (hasattr(os, "fork") and hasattr(socket, "SO_REUSEPORT")):
+        raise MnistEdgeError("--workers needs fork() and SO_REUSEPORT (Linux): serve with --workers 1")
     # Pillow warns of pictures over ~89 M pixels as it opens them; images.load_image refuses
     # them anyway (its limit is lower), so in a server the warning would only fill the log.
     from PIL import Image
@@ -125,24 +134,44 @@ def run(
         # Slow or idle clients hold a connection, not a thread; close idle keep-alives soon.
         timeout_keep_alive=5,
     )
-    sock = _bind(config.host, config.port)
+    forked = config.workers > 1
+    # Worker processes each listen on a socket of their own on the one port (SO_REUSEPORT): the
+    # kernel spreads new connections over them, where on one shared socket the first worker to
+    # wake takes a whole burst of them, and with keep-alive clients their requests ever after.
+    # The parent's socket then only reserves the port (bound, never listening).
+    sock = _bind(config.host, config.port, listen=not forked)
     port = sock.getsockname()[1]
     host = f"[{config.host}]" if ":" in config.host else config.host
-    announce(
-        f"serving {config.model.name} ({classifier.backend}, {classifier.precision}) as "
-        f"{config.name!r} on http://{host}:{port}/  (Ctrl-C to stop)"
-    )
-    # uvicorn stops on SIGINT/SIGTERM once every request in flight is answered, then raises the
-    # signal again for whoever handled it before: here, a normal return (exit code 0).
-    main = threading.current_thread() is threading.main_thread()  # signals reach the main thread only
-    previous = signal.signal(signal.SIGTERM, _stopped) if main else None
+    processes = f" in {config.workers} worker processes" if forked else ""
+
+    def ready() -> None:
+        announce(
+            f"serving {config.model.name} ({classifier.backend}, {classifier.precision}) as "
+            f"{config.name!r} on http://{host}:{port}/{processes}  (Ctrl-C to stop)"
+        )
+
+    def serve(listening: socket.socket) -> None:
+        # uvicorn stops on SIGINT/SIGTERM once every request in flight is answered, then raises
+        # the signal again for whoever handled it before: here, a normal return (exit code 0).
+        main = threading.current_thread() is threading.main_thread()  # signals reach it only
+        previous = signal.signal(signal.SIGTERM, _stopped) if main else None
+        try:
+            uvicorn.Server(uv_config).run(sockets=[listening])
+        except (_Stopped, KeyboardInterrupt):
+            pass
+        finally:
+            if main:
+                signal.signal(signal.SIGTERM, previous)
+
     try:
-        uvicorn.Server(uv_config).run(sockets=[sock])
-    except (_Stopped, KeyboardInterrupt):
-        pass
+        if forked:
+            from mnist_edge.serve.workers import serve_forked
+
+            serve_forked(config.workers, lambda: _bind(config.host, port, reuse_port=True), serve, ready)
+        else:
+            ready()
+            serve(sock)
     finally:
-        if main:
-            signal.signal(signal.SIGTERM, previous)
         sock.close()
         if owned:
             classifier.close()
@@ -156,9 +185,10 @@ def _stopped(_signum: int, _frame: object) -> None:
     raise _Stopped
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def _bind(host: str, port: int, *, listen: bool = True, reuse_port: bool = False) -> socket.socket:
     """A bound socket (uvicorn listens on it): a bind failure is one clear error, and port 0
-    gets a free port that can be announced."""
+    gets a free port that can be announced. ``reuse_port`` (SO_REUSEPORT): other sockets of this
+    user may bind the port too, and the kernel spreads connections over those listening."""
     try:
         family, kind, proto, _, address = socket.getaddrinfo(
             host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
@@ -168,10 +198,13 @@ def _bind(host: str, port: int) -> socket.socket:
         raise MnistEdgeError(f"cannot listen on {host!r}: {exc.strerror or exc}") from None
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port or not listen:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(address)
         # Listening before the announcement: a client that reads it and connects at once is
         # queued by the kernel while the app starts, not refused.
-        sock.listen(2048)
+        if listen:
+            sock.listen(2048)
     except OSError as exc:
         sock.close()
         raise MnistEdgeError(
