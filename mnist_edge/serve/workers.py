@@ -62,7 +62,9 @@ def serve_forked(
         os.close(told)
         told = -1
         failure = _await_listening(listening, workers)
-        if failure is None:
+        if stopping:  # stopped while starting: the workers' early exit is no failure
+            failure = None
+        elif failure is None:
             ready()
         else:
             stop()
@@ -91,10 +93,7 @@ def _await_listening(pipe: int, workers: int) -> str | None:
     closes early when a worker exits first)."""
     received = 0
     while received < workers:
-        try:
-            chunk = os.read(pipe, workers - received)
-        except InterruptedError:  # pragma: no cover - PEP 475 retries; kept for clarity
-            continue
+        chunk = os.read(pipe, workers - received)  # a stop signal meanwhile: read goes on (PEP 475)
         if not chunk:
             return f"{workers - received} of {workers} worker processes could not listen"
         received += len(chunk)
