@@ -139,8 +139,7 @@ def test_a_stop_signal_answers_the_request_in_flight_then_exits_cleanly(model_pa
 
 
 def _workers_of(pid: int, expected: int) -> list[int]:
-    """The server's worker processes, once all ``expected`` are forked (they start after the
-    announcement)."""
+    """The server's worker processes (all ``expected`` of them, or what there is after 30 s)."""
     deadline = time.monotonic() + 30
     while True:
         children = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
