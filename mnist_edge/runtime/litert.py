@@ -90,11 +90,14 @@ class LiteRTBackend(Backend):
         folded = fold_input_division(self._data, divide_by)
         if folded is None:
             return False
-        pixels = preprocess.check_images().reshape(-1, *self._inner).astype(np.float32)
-        pixels = np.resize(pixels, (self.fixed_batch or len(pixels), *self._inner))
-        before = self._outputs(self._interpreter(), pixels / np.float32(divide_by))
-        after = self._outputs(self._interpreter(folded), pixels)
-        if before.shape != after.shape or not np.allclose(after, before, rtol=1e-4, atol=1e-5):
+        original, rewritten = self._interpreter(), self._interpreter(folded)
+        if not preprocess.fold_keeps_answers(
+            lambda batch: self._outputs(original, batch),
+            lambda batch: self._outputs(rewritten, batch),
+            tuple(self._inner),
+            divide_by,
+            self.fixed_batch,
+        ):
             return False
         self._data = folded
         self._start(self._interpreter())

@@ -94,11 +94,13 @@ class OnnxBackend(Backend):
         if folded is None:
             return False
         session = self._new_session(folded)
-        pixels = preprocess.check_images().reshape(-1, *inner).astype(np.float32)
-        pixels = np.resize(pixels, (self.fixed_batch or len(pixels), *inner))
-        before = self.run(pixels / np.float32(divide_by)).astype(np.float64)
-        after = session.run(self._output_names, {self._input_name: pixels})[0].astype(np.float64)
-        if before.shape != after.shape or not np.allclose(after, before, rtol=1e-4, atol=1e-5):
+        if not preprocess.fold_keeps_answers(
+            self.run,
+            lambda batch: session.run(self._output_names, {self._input_name: batch})[0],
+            inner,
+            divide_by,
+            self.fixed_batch,
+        ):
             return False
         self._session, self._data = session, folded
         return True

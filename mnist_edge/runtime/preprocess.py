@@ -204,6 +204,26 @@ def check_images() -> np.ndarray:
     return _check_images().copy()
 
 
+def fold_keeps_answers(
+    original: Callable[[np.ndarray], np.ndarray],
+    folded: Callable[[np.ndarray], np.ndarray],
+    inner: tuple[int, ...],
+    divide_by: float,
+    batch: int | None = None,
+) -> bool:
+    """Whether ``folded`` (a model with the input's division moved into it) answers the check
+    images given as pixel values as ``original`` answers them divided, within float rounding.
+    ``batch``: the models' fixed batch size, if they have one (the images are repeated to fill it).
+
+    Why: a fold is a rewrite of the model at load (``runtime/tflite_fold.py``,
+    ``runtime/onnx_fold.py``); a backend uses the folded model only when this holds."""
+    pixels = check_images().reshape(-1, *inner).astype(np.float32)
+    pixels = np.resize(pixels, (batch or len(pixels), *inner))
+    before = np.asarray(original(pixels / np.float32(divide_by)), dtype=np.float64)
+    after = np.asarray(folded(pixels), dtype=np.float64)
+    return before.shape == after.shape and bool(np.allclose(after, before, rtol=1e-4, atol=1e-5))
+
+
 @functools.cache
 def _check_images() -> np.ndarray:
     rows, cols = np.mgrid[0 : IMAGE_SHAPE[0], 0 : IMAGE_SHAPE[1]].astype(np.float64)
