@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from mnist_edge.errors import ToolchainError
-from mnist_edge.export.c_layers import _REQUANTIZATION, template
+from mnist_edge.export.c_layers import _REQUANTIZATION, template, tflm_nudges
 from mnist_edge.parity import c_code
 
 HARNESS = """
@@ -70,7 +70,7 @@ def _run(function, acc, multiplier, shift, zero_point) -> np.ndarray:
     acc = np.ascontiguousarray(acc, np.int32)
     multiplier = np.ascontiguousarray(multiplier, np.int32)
     shift = np.ascontiguousarray(shift, np.int8)
-    nudge = np.array([(1 << 30) + (1 << (30 - s)) if s < 0 else 0 for s in shift.tolist()], np.int64)
+    nudge = np.array(tflm_nudges(shift), np.int64)
     out = np.zeros(len(acc), np.uint8)
     pointer = np.ctypeslib.as_ctypes
     function(

@@ -103,8 +103,7 @@ def _dense_data(name: str, layer: Dense, rounding: str) -> tuple[str, int]:
             c_array(f"static const int32_t {name}_multiplier[{layer.rows}]", layer.multipliers.tolist())
         )
         parts.append(c_array(f"static const int8_t {name}_shift[{layer.rows}]", layer.shifts.tolist()))
-        nudges = [(1 << 30) + (1 << (30 - s)) if s < 0 else 0 for s in layer.shifts.tolist()]
-        parts.append(c_array(f"static const int64_t {name}_nudge[{layer.rows}]", nudges))
+        parts.append(c_array(f"static const int64_t {name}_nudge[{layer.rows}]", tflm_nudges(layer.shifts)))
         requant = f"{name}_multiplier, {name}_shift, {name}_nudge"
         size += 13 * layer.rows
     parts.append(
@@ -113,6 +112,12 @@ def _dense_data(name: str, layer: Dense, rounding: str) -> tuple[str, int]:
         f"{layer.output_offset}}};\n"
     )
     return "\n".join(parts), size + 24  # + the descriptor (pointers and six 16-bit fields)
+
+
+def tflm_nudges(shifts: Iterable[int]) -> list[int]:
+    """The tflm requantisation's per-row constant, 2^30 + 2^(30 - shift) for a right shift (see
+    ``c_templates/requantize_tflm.c``); rows with a left shift do not read it."""
+    return [(1 << 30) + (1 << (30 - s)) if s < 0 else 0 for s in map(int, shifts)]
 
 
 def interleave(weights: np.ndarray) -> list[int]:
