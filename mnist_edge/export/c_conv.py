@@ -50,9 +50,6 @@ class ConvGeometry:
     def pixels(self) -> int:
         return self.out_h * self.out_w
 
-    def to_dict(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__dataclass_fields__}
-
 
 def _out_size(padding: str, size: int, kernel: int, stride: int) -> tuple[int, int]:
     """TFLite's output size and leading padding (``ComputePaddingHeightWidth``, dilation 1)."""
