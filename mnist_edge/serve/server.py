@@ -139,7 +139,7 @@ def run(
     # kernel spreads new connections over them, where on one shared socket the first worker to
     # wake takes a whole burst of them, and with keep-alive clients their requests ever after.
     # The parent's socket then only reserves the port (bound, never listening).
-    sock = _bind(config.host, config.port, listen=not forked)
+    sock = _bind(config.host, config.port, listen=not forked, reuse_port=forked)
     port = sock.getsockname()[1]
     host = f"[{config.host}]" if ":" in config.host else config.host
     processes = f" in {config.workers} worker processes" if forked else ""
@@ -198,7 +198,7 @@ def _bind(host: str, port: int, *, listen: bool = True, reuse_port: bool = False
         raise MnistEdgeError(f"cannot listen on {host!r}: {exc.strerror or exc}") from None
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if reuse_port or not listen:
+        if reuse_port:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(address)
         # Listening before the announcement: a client that reads it and connects at once is
